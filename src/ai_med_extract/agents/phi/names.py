@@ -1,0 +1,237 @@
+"""Name layer: cues (titles, relatives, credentials after signatures), dictionaries, propagation.
+
+Decisions are by token. A *strong* position (right after "Dr." or "Mrs.", or a signature line)
+accepts any word that is not a stop word; a *weak* position needs name evidence from the
+dictionaries (a census first name or surname that is not an ordinary English word, or a word no
+dictionary knows) and, on mixed-case lines, a capital letter.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ai_med_extract.agents.phi.lexicon import Lexicon
+from ai_med_extract.agents.phi.tokens import Token, gap, sentence_start
+from ai_med_extract.agents.phi.types import PhiLabel, PhiSpan
+
+TITLES = frozenset({"dr", "drs", "doctor", "doctors", "dr's", "mr", "mrs", "ms", "miss", "mister", "prof", "np"})
+RELATIVES = frozenset({
+    "wife", "husband", "son", "sons", "daughter", "daughters", "mother", "mom", "father", "dad", "sister",
+    "sisters", "brother", "brothers", "niece", "nephew", "grandson", "granddaughter", "grandmother",
+    "grandfather", "grandchild", "aunt", "uncle", "cousin", "friend", "fiance", "fiancee", "partner",
+    "boyfriend", "girlfriend", "neighbor", "neighbour", "hcp", "proxy", "guardian", "sibling", "dtr",
+    "dau", "spouse", "caregiver", "companion", "stepson", "stepdaughter", "godson", "goddaughter",
+    "grandma", "grandpa",
+})  # fmt: skip
+CREDENTIALS = frozenset({
+    "rn", "rrt", "np", "md", "lpn", "cna", "pa-c", "msw", "licsw", "lcsw", "rd", "bsn", "pharmd", "slp",
+    "otr", "dpt", "crnp", "aprn", "cnm", "rph", "ccrn",
+})  # fmt: skip
+# words that may join two names after a cue: "Drs Smith and Jones"
+_JOIN = frozenset({"and", "&", "or"})
+_BREAK = re.compile(r"[\n;:!?()\[\]]|\.\s")
+
+
+class NameFinder:
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.lx = lexicon
+
+    # --- evidence ----------------------------------------------------------------------------
+    def _stop(self, t: Token) -> bool:
+        return t.low in self.lx.stop or t.low in TITLES or t.low in RELATIVES
+
+    def evidence(self, t: Token) -> float:
+        """How much a word on its own looks like a personal name (0..1)."""
+        low = t.low
+        lx = self.lx
+        if self._stop(t) or len(low) < 2:
+            return 0.0
+        if low in lx.clinical or low in lx.drugs:
+            return 0.05
+        first, sur = low in lx.first_names, low in lx.surnames
+        plain = low in lx.english
+        frequent = low in lx.frequent
+        if (first or sur) and not plain:
+            return 0.9
+        if (first or sur) and not frequent:
+            return 0.6
+        if first or sur:
+            return 0.3
+        if plain:
+            return 0.1
+        return 0.5  # unknown word: a rare surname, or a misspelling
+
+    def _accept(self, t: Token, strong: bool) -> bool:
+        if self._stop(t):
+            return False
+        if len(t.low) == 1:
+            return True  # an initial; the caller checks what follows
+        if strong:
+            return t.low not in self.lx.clinical or t.capitalised
+        ev = self.evidence(t)
+        if t.caps_line or not t.text[:1].isalpha():
+            return ev >= 0.5
+        if t.proper:
+            return ev >= 0.3
+        return ev >= 0.9 and t.low not in self.lx.english
+
+    # --- rules -------------------------------------------------------------------------------
+    def _take_after(
+        self, text: str, toks: list[Token], i: int, strong: bool, out: list[PhiSpan], score: float, det: str
+    ) -> int:
+        """Collect the name words following position i (exclusive). Returns how many were taken."""
+        taken = 0
+        j = i + 1
+        first = True
+        while j < len(toks) and taken < 4:
+            g = gap(text, toks[j - 1], toks[j])
+            if len(g) > 3 or (not first and _BREAK.search(g) and len(toks[j - 1].low) > 1):
+                break
+            if "\n" in g:
+                break
+            t = toks[j]
+            if t.low in _JOIN and taken and j + 1 < len(toks):
+                nxt = toks[j + 1]
+                if self._accept(nxt, strong and toks[i].low in ("drs", "dr's", "doctors")) or (
+                    self.evidence(nxt) >= 0.5
+                ):
+                    j += 1
+                    continue
+                break
+            if not self._accept(t, strong if first else False):
+                # a second word right after a strong cue ("Dr. Art White") gets the lenient test
+                if not (first is False and strong and taken == 1 and self._accept_second(t)):
+                    break
+            if len(t.low) == 1 and not text[t.end : t.end + 1] == "." and j + 1 < len(toks):
+                if not self._accept(toks[j + 1], False):
+                    break
+            out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, score, det))
+            taken += 1
+            first = False
+            j += 1
+        return taken
+
+    def _accept_second(self, t: Token) -> bool:
+        if self._stop(t) or t.low in self.lx.clinical:
+            return False
+        return t.capitalised and (t.proper or self.evidence(t) >= 0.3)
+
+    def find(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        out: list[PhiSpan] = []
+        n = len(toks)
+        for i, t in enumerate(toks):
+            low = t.low
+            if low in TITLES:
+                nxt = toks[i + 1] if i + 1 < n else None
+                if nxt is None:
+                    continue
+                if low == "np" and not (nxt.proper or (nxt.caps_line and self.evidence(nxt) >= 0.6)):
+                    continue  # "2L NP" is a nasal prong
+                if low in ("ms", "miss") and not (
+                    t.text in ("Ms", "Miss") or text[t.end : t.end + 1] == "."
+                ) and self.evidence(nxt) < 0.6:
+                    continue  # "ms" is also mental status / multiple sclerosis
+                self._take_after(text, toks, i, True, out, 0.95, "cue.title")
+            elif low in RELATIVES:
+                j = i
+                # "mother and father, Henry Jones" / "daughter-in-law Mary" / "pt's son, Rob"
+                while j + 2 < n and toks[j + 1].low in ("and", "or", "in-law", "in") and (
+                    toks[j + 2].low in RELATIVES or toks[j + 2].low in ("law",)
+                ):
+                    j += 2
+                if j + 1 < n and toks[j + 1].low in ("law",):
+                    j += 1
+                self._relative(text, toks, j, out)
+            elif low in CREDENTIALS:
+                self._signature(text, toks, i, out)
+        self._bigrams(text, toks, out)
+        return out
+
+    def _relative(self, text: str, toks: list[Token], i: int, out: list[PhiSpan]) -> None:
+        j = i + 1
+        if j >= len(toks):
+            return
+        g = gap(text, toks[i], toks[j])
+        if "\n" in g or len(g) > 4:
+            return
+        t = toks[j]
+        if self._stop(t) or t.low in self.lx.clinical:
+            return
+        ev = self.evidence(t)
+        is_first = t.low in self.lx.first_names
+        if t.low in self.lx.english and not is_first:
+            return
+        if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5)):
+            return
+        out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, 0.9, "cue.relative"))
+        # surname right after
+        self._take_after(text, toks, j, False, out, 0.85, "cue.relative")
+
+    def _signature(self, text: str, toks: list[Token], i: int, out: list[PhiSpan]) -> None:
+        """"Ilene Macdonald RN", "irene snell, rn" at a line's end, "E. Smith NP aware"."""
+        line_start = text.rfind("\n", 0, toks[i].start) + 1
+        line_end = text.find("\n", toks[i].end)
+        line_end = len(text) if line_end < 0 else line_end
+        rest = text[toks[i].end : line_end].strip(" .,;:-\t")
+        k = i - 1
+        cand: list[Token] = []
+        while k >= 0 and toks[k].start >= line_start and len(cand) < 4:
+            g = gap(text, toks[k], toks[i] if not cand else cand[-1])
+            if len(g) > 3 or any(c in g for c in "\n;:()"):
+                break
+            cand.append(toks[k])
+            k -= 1
+        if not cand:
+            return
+        before = text[line_start : cand[-1].start].strip()
+        signature_line = before == "" and len(rest) <= 12
+        # "per ... RN": only the words that carry name evidence, nearest first
+        taken = []
+        for c in cand:
+            if self._stop(c) or c.low in self.lx.clinical or c.low in CREDENTIALS:
+                break
+            if signature_line or len(c.low) == 1 or self._accept(c, False):
+                taken.append(c)
+            else:
+                break
+        if not signature_line and len(taken) == 1 and len(taken[0].low) == 1:
+            return
+        if not signature_line and taken and all(len(c.low) > 1 for c in taken):
+            # mid-line "charge RN", "night RN": need at least one good name word
+            if max(self.evidence(c) for c in taken) < 0.5:
+                return
+        for c in taken:
+            out.append(PhiSpan(c.start, c.end, PhiLabel.NAME, 0.9 if signature_line else 0.75, "cue.signature"))
+
+    def _bigrams(self, text: str, toks: list[Token], out: list[PhiSpan]) -> None:
+        """First name + surname with no cue: "LINDSEY CARDARELLI CALLED", "seen by Mary Jones"."""
+        lx = self.lx
+        for a, b in zip(toks, toks[1:], strict=False):
+            if gap(text, a, b) not in (" ", "  "):
+                continue
+            if a.low not in lx.first_names or a.low in lx.frequent or self._stop(a) or a.low in lx.clinical:
+                continue
+            if self._stop(b) or b.low in lx.clinical or b.low in lx.drugs:
+                continue
+            eb = self.evidence(b)
+            if b.low in lx.english and not (b.proper and b.low in lx.surnames):
+                continue
+            if a.caps_line and (a.low in lx.english or (b.low not in lx.surnames and len(b.low) < 4)):
+                continue
+            if a.caps_line or (a.proper and b.proper) or (not a.capitalised and eb >= 0.9 and a.low not in lx.english):
+                if eb >= 0.5 or (b.proper and eb >= 0.3):
+                    out.append(PhiSpan(a.start, a.end, PhiLabel.NAME, 0.8, "dictionary.fullname"))
+                    out.append(PhiSpan(b.start, b.end, PhiLabel.NAME, 0.8, "dictionary.fullname"))
+
+    def singles(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        """A capitalised word on a mixed-case line that only the name dictionaries know."""
+        out = []
+        lx = self.lx
+        for t in toks:
+            if not t.proper or len(t.low) < 3 or t.low in lx.english or self._stop(t) or t.low in lx.clinical:
+                continue
+            if t.low in lx.drugs or sentence_start(text, t):
+                continue
+            if t.low in lx.first_names or t.low in lx.surnames:
+                out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, 0.7, "dictionary.name"))
+        return out

@@ -1,0 +1,201 @@
+"""Place layer: hospitals and facilities, wards, cities and towns, found by cue words and gazetteer.
+
+Safe Harbor allows states and countries; everything smaller (city, town, street, facility) is PHI.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ai_med_extract.agents.phi.lexicon import Lexicon
+from ai_med_extract.agents.phi.tokens import Token, gap, sentence_start
+from ai_med_extract.agents.phi.types import PhiLabel, PhiSpan
+
+FACILITY_WORDS = frozenset({
+    "hospital", "hosp", "medical", "center", "centre", "rehab", "rehabilitation", "clinic", "infirmary",
+    "hospice", "house", "manor", "campus", "memorial", "healthcare", "home", "institute",
+    "sanatorium", "asylum", "lodge", "pavilion", "vna",
+})  # fmt: skip
+# words that commonly make up facility names (general knowledge, not from any note)
+NAME_WORDS = frozenset({
+    "holy", "cross", "sacred", "heart", "saint", "st", "good", "samaritan", "mercy", "general", "university",
+    "union", "presbyterian", "methodist", "baptist", "lutheran", "shriners", "veterans", "mount", "mt",
+    "sinai", "providence", "deaconess", "beth", "israel", "children's", "childrens", "women's", "regional",
+    "community", "county", "city", "state", "valley", "hill", "hills", "lake", "river", "park", "north",
+    "south", "east", "west", "grace", "hope", "trinity", "redeemer", "faith", "harbor", "bay", "spring",
+    "springs", "pines", "oaks", "meadows", "view", "kindred", "christ", "cardinal", "st.",
+})  # fmt: skip
+_GENERIC_BEFORE = frozenset({
+    "the", "a", "an", "this", "that", "outside", "other", "another", "same", "local", "nursing", "acute",
+    "inpatient", "outpatient", "cardiac", "pulmonary", "pulm", "rehab", "home", "medical", "his", "her",
+    "their", "to", "from", "at", "in", "of", "for", "via", "by", "with", "and", "or", "pt", "pt's",
+    "physical", "short", "long", "term", "group", "day", "sub-acute", "subacute", "transitional",
+})  # fmt: skip
+_LIVE_CUE = re.compile(
+    r"\b(?:lives?|living|resides?|residing|reside|moved|vacationing|visiting|relocated|born|raised|"
+    r"works?|home)\s+(?:alone\s+|here\s+|with\s+\w+\s+)?(?:in|at|near|to|from)\s+$",
+    re.IGNORECASE,
+)
+_MOVE_CUE = re.compile(
+    r"\b(?:transfer(?:red|ring)?|tx(?:'?d)?|trans|sent|admitted|adm|came|brought|arrived|returned|"
+    r"discharged|d/c(?:'?d)?|dc(?:'?d)?|going|go|screened|accepted|called|flown|med-?flighted|"
+    r"transported|back)\s+(?:in|back\s+)?(?:to|from|into|at)\s+(?:the\s+)?$",
+    re.IGNORECASE,
+)
+_STATE_AFTER = re.compile(
+    r"^\s*,\s*(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|"
+    r"NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|mass|maryland|virginia|florida|"
+    r"california|texas|new york|pennsylvania|ohio|maine|delaware)\b",
+    re.IGNORECASE,
+)
+_STATES_FULL = frozenset({
+    "alabama", "alaska", "arizona", "arkansas", "california", "colorado", "connecticut", "delaware",
+    "florida", "georgia", "hawaii", "idaho", "illinois", "indiana", "iowa", "kansas", "kentucky",
+    "louisiana", "maine", "maryland", "massachusetts", "michigan", "minnesota", "mississippi", "missouri",
+    "montana", "nebraska", "nevada", "ohio", "oklahoma", "oregon", "pennsylvania", "tennessee", "texas",
+    "utah", "vermont", "virginia", "washington", "wisconsin", "wyoming", "america", "usa", "canada",
+    "mexico",
+})  # fmt: skip
+
+
+class PlaceFinder:
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.lx = lexicon
+
+    def _namey(self, t: Token) -> bool:
+        """Could be part of a proper place name."""
+        low = t.low
+        if low in self.lx.stop or low in _GENERIC_BEFORE or low in self.lx.clinical:
+            return False
+        if low in NAME_WORDS:
+            return True
+        if t.proper:
+            return True
+        if t.caps_line:
+            return low not in self.lx.english and low not in self.lx.drugs and len(low) > 1
+        return False
+
+    def find(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        out: list[PhiSpan] = []
+        n = len(toks)
+        lx = self.lx
+        for i, t in enumerate(toks):
+            low = t.low
+            # "<name words> hospital|rehab|house|campus"
+            if low in FACILITY_WORDS and i > 0:
+                k = i - 1
+                taken: list[Token] = []
+                while k >= 0 and len(taken) < 3:
+                    g = gap(text, toks[k], toks[k + 1])
+                    if len(g) > 3 or "\n" in g or "," in g:
+                        break
+                    if not self._namey(toks[k]) or toks[k].low in FACILITY_WORDS and toks[k].low != "memorial":
+                        break
+                    taken.append(toks[k])
+                    k -= 1
+                # a single common word before "home"/"house" is rarely a name ("group home")
+                if not taken and low in ("hospital", "campus", "rehab", "clinic", "infirmary", "hospice") and k >= 0:
+                    x = toks[i - 1]
+                    if (
+                        not x.caps_line and x.low not in lx.english and x.low not in lx.clinical
+                        and x.low not in lx.drugs and x.low not in lx.stop and len(x.low) > 2
+                        and gap(text, x, t) == " "
+                    ):
+                        taken.append(x)
+                    elif x.low in NAME_WORDS and x.low not in _GENERIC_BEFORE:
+                        taken.append(x)
+                        y = toks[i - 2] if i > 1 else None
+                        if y is not None and y.low in NAME_WORDS and gap(text, y, x) == " ":
+                            taken.append(y)
+                if taken and not (low in ("home", "house", "center", "medical") and all(
+                    x.low in lx.english and not x.proper and x.low not in NAME_WORDS for x in taken
+                )):
+                    for x in taken:
+                        out.append(PhiSpan(x.start, x.end, PhiLabel.HOSPITAL, 0.85, "cue.facility"))
+                    if low == "memorial" or (low in ("center", "medical") and t.proper):
+                        out.append(PhiSpan(t.start, t.end, PhiLabel.HOSPITAL, 0.85, "cue.facility"))
+            # "St Mary", "Saint Agnes"
+            if low in ("st", "saint") and t.capitalised and not t.caps_line and i + 1 < n:
+                nx = toks[i + 1]
+                if gap(text, t, nx) in (" ", ". ") and nx.capitalised and nx.low not in lx.stop:
+                    out.append(PhiSpan(t.start, nx.end, PhiLabel.HOSPITAL, 0.85, "cue.saint"))
+            # ward: "to Quartermain 2", "per Quartermain 3 RN"
+            if i > 0 and toks[i - 1].low in ("to", "from", "per", "into") and (
+                low not in lx.english and low not in lx.clinical and low not in lx.drugs and len(low) > 3
+                and t.capitalised
+            ):
+                after = text[t.end : t.end + 5]
+                m = re.match(r"\s?\d{1,2}(?![.\d/%-])\b", after)
+                if m:
+                    out.append(PhiSpan(t.start, t.end + m.end(), PhiLabel.LOCATION, 0.8, "cue.ward"))
+            # "lives in X", "transferred to X", "X, MA"
+            before = text[max(0, t.start - 40) : t.start]
+            live = _LIVE_CUE.search(before)
+            move = _MOVE_CUE.search(before)
+            if live or move:
+                self._take_place(text, toks, i, out, bool(live))
+            if (
+                not t.caps_line and _STATE_AFTER.match(text[t.end : t.end + 16])
+                and self._namey(t) and low not in _STATES_FULL
+            ):
+                k = i
+                while k >= 0 and self._namey(toks[k]) and i - k < 3:
+                    out.append(PhiSpan(toks[k].start, toks[k].end, PhiLabel.LOCATION, 0.8, "cue.city_state"))
+                    if gap(text, toks[k - 1], toks[k]) != " " if k else True:
+                        break
+                    k -= 1
+        out.extend(self._gazetteer(text, toks))
+        return out
+
+    def _take_place(self, text: str, toks: list[Token], i: int, out: list[PhiSpan], live: bool) -> None:
+        t = toks[i]
+        lx = self.lx
+        # hospital abbreviations: "came into GH", "transferred to GBMC"
+        if re.fullmatch(r"[A-Z]{2,5}", t.text) and t.low not in lx.clinical and t.low not in lx.english and (
+            "icu" not in t.low and not live
+        ):
+            out.append(PhiSpan(t.start, t.end, PhiLabel.HOSPITAL, 0.75, "cue.transfer"))
+            return
+        j = i
+        taken = []
+        while j < len(toks) and len(taken) < 3:
+            x = toks[j]
+            if taken and gap(text, toks[j - 1], x) not in (" ",):
+                break
+            if x.low in _STATES_FULL or x.low in FACILITY_WORDS:
+                break
+            if len(x.low) < 2 or "icu" in x.low:
+                break
+            if x.caps_line:
+                ok = self._namey(x) and (x.low in lx.cities or x.low in lx.surnames or live)
+            else:
+                ok = self._namey(x) or (live and x.low not in lx.stop and x.low not in lx.clinical)
+            if not ok:
+                break
+            if live and x.low in lx.english and not x.proper and x.low in lx.frequent:
+                break
+            taken.append(x)
+            j += 1
+        for x in taken:
+            out.append(PhiSpan(x.start, x.end, PhiLabel.LOCATION, 0.8, "cue.place"))
+
+    def _gazetteer(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        """Cities and towns from the gazetteer, one or two words, when written like a proper noun."""
+        lx = self.lx
+        out = []
+        n = len(toks)
+        for i, t in enumerate(toks):
+            if not t.capitalised:
+                continue
+            if i + 1 < n and gap(text, t, toks[i + 1]) == " ":
+                two = f"{t.low} {toks[i + 1].low}"
+                if two in lx.cities and toks[i + 1].capitalised:
+                    out.append(PhiSpan(t.start, toks[i + 1].end, PhiLabel.LOCATION, 0.8, "dictionary.city"))
+                    continue
+            if t.low in lx.cities and t.low not in lx.english and t.low not in lx.clinical and len(t.low) > 3:
+                if t.low in lx.first_names or t.low in lx.stop:
+                    continue
+                if t.proper and sentence_start(text, t) and t.low in lx.surnames:
+                    continue
+                out.append(PhiSpan(t.start, t.end, PhiLabel.LOCATION, 0.7, "dictionary.city"))
+        return out
