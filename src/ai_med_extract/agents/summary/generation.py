@@ -1,0 +1,276 @@
+"""Model-written narrative and assessment: chunk by date and size, summarise chunks in parallel,
+combine within the model's context window, stream the final passes.
+
+The model is anything with the :class:`TextModel` methods (the inference ``ModelPool`` is one). Token
+budgets use the model's own tokenizer through ``count_tokens``; nothing guesses characters per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol, runtime_checkable
+
+from ai_med_extract.inference.types import ChatMessage, GenerationRequest, GenerationResult
+
+from .facts import Fact, PatientRecord
+from .models import Statement
+from .template import visits
+
+TokenSink = Callable[[str, str], Awaitable[None]]  # (section, text piece)
+
+SYSTEM = (
+    "You are a careful clinical documentation assistant. Use only facts stated in the records you are "
+    "given. Never add a diagnosis, drug, number or date that the records do not contain. Cite the record "
+    "ids you rely on in square brackets, for example [F12]."
+)
+CHUNK_PROMPT = (
+    "Records from {start} to {end}, one per line:\n{lines}\n\n"
+    "Write a concise chronological summary of these records in 2 to 5 sentences, in date order, "
+    "citing record ids."
+)
+COMBINE_PROMPT = (
+    "Partial summaries of one patient's record, in date order:\n{parts}\n\n"
+    "Combine them into one chronological narrative of 3 to 8 sentences, in date order. Keep the dates, "
+    "values and record ids exactly as written."
+)
+ASSESSMENT_PROMPT = (
+    "Facts about one patient:\n{lines}\n\n"
+    "Write a short clinical assessment in 2 to 4 sentences: the active problems, how they are trending, "
+    "and any guideline gaps listed above. Cite record ids."
+)
+PROMPT_OVERHEAD_TOKENS = 64  # chat template tokens around the messages, on top of counted text
+
+
+@runtime_checkable
+class TextModel(Protocol):
+    async def generate(self, req: GenerationRequest) -> GenerationResult: ...
+
+    def stream(self, req: GenerationRequest) -> AsyncIterator[str]: ...
+
+    async def count_tokens(self, text: str, model: str | None = None) -> int: ...
+
+    def context_window(self, model: str | None = None) -> int: ...
+
+
+@dataclass
+class Chunk:
+    start: date | None
+    end: date | None
+    lines: list[str]
+    facts: list[str]
+    tokens: int
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class Usage:
+    model: str | None = None
+    backend: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    calls: int = 0
+
+    def add(self, result: GenerationResult) -> None:
+        self.calls += 1
+        self.model = result.model
+        self.backend = result.backend
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        for fb in result.fallbacks:
+            entry = {"requested": fb.requested, "used": fb.used, "reason": fb.reason}
+            if entry not in self.fallbacks:
+                self.fallbacks.append(entry)
+
+
+def visit_blocks(record: PatientRecord) -> list[tuple[date | None, list[Fact]]]:
+    """Facts grouped per visit in date order; each block is the encounter line then its facts."""
+    blocks = []
+    for day, enc, facts in visits(record):
+        blocks.append((day, ([enc] if enc else []) + facts))
+    allergies = [f for f in record.facts if f.kind.value == "allergy"]
+    if allergies:
+        blocks.insert(0, (None, allergies))
+    return blocks
+
+
+def _fmt(d: date | None) -> str:
+    return d.isoformat() if d else "undated"
+
+
+class Generator:
+    def __init__(self, model: TextModel, *, model_name: str | None, parallel: int, timeout_s: float | None = None):
+        self.model = model
+        self.model_name = model_name
+        self.parallel = max(1, parallel)
+        self.timeout_s = timeout_s
+        self.usage = Usage()
+        self.chunks = 0
+        self.rounds = 0
+        self.window = 0
+
+    def _request(self, prompt: str, max_tokens: int) -> GenerationRequest:
+        return GenerationRequest(
+            messages=(ChatMessage("system", SYSTEM), ChatMessage("user", prompt)),
+            model=self.model_name,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            timeout_s=self.timeout_s,
+            seed=0,
+        )
+
+    async def budget(self, max_tokens: int, template: str, cap: int | None) -> int:
+        """Tokens left for record text in one prompt."""
+        window = self.model.context_window(self.model_name)
+        if cap:
+            window = min(window, cap)
+        self.window = window
+        fixed = await self.model.count_tokens(SYSTEM + template.format(start="", end="", lines="", parts=""),
+                                              self.model_name)
+        return window - fixed - max_tokens - PROMPT_OVERHEAD_TOKENS
+
+    async def plan(self, record: PatientRecord, budget: int) -> list[Chunk]:
+        """Chunks of whole visits in date order, each within ``budget`` tokens (a visit too big for one
+        chunk is split by lines)."""
+        if budget < 32:
+            raise ValueError("context window too small for any record text")
+        blocks = visit_blocks(record)
+        sem = asyncio.Semaphore(8)
+
+        async def count(text: str) -> int:
+            async with sem:
+                return await self.model.count_tokens(text, self.model_name)
+
+        texts = [[f.line() for f in facts] for _, facts in blocks]
+        sizes = await asyncio.gather(*(count("\n".join(lines) + "\n") for lines in texts))
+        chunks: list[Chunk] = []
+        current: Chunk | None = None
+        for (day, facts), lines, size in zip(blocks, texts, sizes, strict=True):
+            if size > budget:
+                if current:
+                    chunks.append(current)
+                    current = None
+                line_sizes = await asyncio.gather(*(count(line + "\n") for line in lines))
+                piece = Chunk(day, day, [], [], 0)
+                for fact, line, n in zip(facts, lines, line_sizes, strict=True):
+                    if piece.lines and piece.tokens + n > budget:
+                        chunks.append(piece)
+                        piece = Chunk(day, day, [], [], 0)
+                    if n > budget:
+                        line = line[: max(40, len(line) * budget // (n + 1))]
+                        n = budget
+                    piece.lines.append(line)
+                    piece.facts.append(fact.id)
+                    piece.tokens += n
+                if piece.lines:
+                    chunks.append(piece)
+                continue
+            if current is not None and current.tokens + size > budget:
+                chunks.append(current)
+                current = None
+            if current is None:
+                current = Chunk(day, day, [], [], 0)
+            current.lines.extend(lines)
+            current.facts.extend(f.id for f in facts)
+            current.tokens += size
+            current.start = current.start or day
+            current.end = day or current.end
+        if current is not None:
+            chunks.append(current)
+        return chunks
+
+    async def _call(self, prompt: str, max_tokens: int, section: str, sink: TokenSink | None) -> str:
+        req = self._request(prompt, max_tokens)
+        if sink is None:
+            result = await self.model.generate(req)
+            self.usage.add(result)
+            return result.text
+        pieces: list[str] = []
+        async for piece in self.model.stream(req):
+            pieces.append(piece)
+            await sink(section, piece)
+        self.usage.calls += 1
+        return "".join(pieces)
+
+    async def narrative(
+        self, record: PatientRecord, *, max_tokens: int, chunk_max_tokens: int, cap: int | None,
+        sink: TokenSink | None, progress: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> str:
+        budget = await self.budget(max(max_tokens, chunk_max_tokens), CHUNK_PROMPT, cap)
+        chunks = await self.plan(record, budget)
+        self.chunks = len(chunks)
+        if not chunks:
+            return ""
+        if len(chunks) == 1:
+            c = chunks[0]
+            prompt = CHUNK_PROMPT.format(start=_fmt(c.start), end=_fmt(c.end), lines=c.text())
+            return await self._call(prompt, max_tokens, "narrative", sink)
+        sem = asyncio.Semaphore(self.parallel)
+        done = 0
+
+        async def one(c: Chunk) -> str:
+            nonlocal done
+            async with sem:
+                prompt = CHUNK_PROMPT.format(start=_fmt(c.start), end=_fmt(c.end), lines=c.text())
+                text = await self._call(prompt, chunk_max_tokens, "chunk", None)
+            done += 1
+            if progress is not None:
+                await progress(done, len(chunks))
+            return f"({_fmt(c.start)} to {_fmt(c.end)}) {text.strip()}"
+
+        parts = list(await asyncio.gather(*(one(c) for c in chunks)))
+        return await self._combine(parts, max_tokens=max_tokens, cap=cap, sink=sink)
+
+    async def _combine(self, parts: list[str], *, max_tokens: int, cap: int | None, sink: TokenSink | None) -> str:
+        budget = await self.budget(max_tokens, COMBINE_PROMPT, cap)
+        merge_sem = asyncio.Semaphore(self.parallel)
+        while True:
+            self.rounds += 1
+            sizes = await asyncio.gather(*(self.model.count_tokens(p + "\n", self.model_name) for p in parts))
+            if sum(sizes) <= budget or len(parts) == 1:
+                text = "\n".join(parts)
+                if sum(sizes) > budget:  # one part alone too long: keep its head
+                    text = text[: max(200, len(text) * budget // (sum(sizes) + 1))]
+                return await self._call(COMBINE_PROMPT.format(parts=text), max_tokens, "narrative", sink)
+            groups: list[list[str]] = [[]]
+            used = 0
+            for part, n in zip(parts, sizes, strict=True):
+                if groups[-1] and used + n > budget:
+                    groups.append([])
+                    used = 0
+                groups[-1].append(part)
+                used += n
+            if len(groups) == len(parts):  # no progress possible by grouping: pair them up
+                groups = [parts[i : i + 2] for i in range(0, len(parts), 2)]
+            parts = list(await asyncio.gather(*(self._merge(g, max_tokens, merge_sem) for g in groups)))
+
+    async def _merge(self, group: list[str], max_tokens: int, sem: asyncio.Semaphore) -> str:
+        async with sem:
+            return await self._call(COMBINE_PROMPT.format(parts="\n".join(group)), max_tokens, "chunk", None)
+
+    async def assessment(self, facts: Sequence[Statement], *, max_tokens: int, cap: int | None,
+                         sink: TokenSink | None) -> str:
+        lines = [f"{s.text} [{', '.join(s.citations[:4])}]" if s.citations else s.text for s in facts]
+        budget = await self.budget(max_tokens, ASSESSMENT_PROMPT, cap)
+        text = "\n".join(lines)
+        n = await self.model.count_tokens(text, self.model_name)
+        if n > budget:
+            text = text[: max(200, len(text) * budget // (n + 1))]
+        return await self._call(ASSESSMENT_PROMPT.format(lines=text), max_tokens, "assessment", sink)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self.usage.model or self.model_name,
+            "backend": self.usage.backend,
+            "chunks": self.chunks,
+            "combine_rounds": self.rounds,
+            "context_window": self.window or None,
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "fallbacks": self.usage.fallbacks,
+        }
