@@ -1,0 +1,148 @@
+"""The text extraction agent: bytes in, ``ExtractedDocument`` out, whatever the format.
+
+The format is chosen from the content (``detect.py``); each format has one ``Extractor``. Blocking
+work runs through the ``run`` callable the caller gives (``JobContext.run_blocking`` in jobs,
+``asyncio.to_thread`` by default), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ai_med_extract.agents.text.audio import AudioExtractor, Transcriber
+from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
+from ai_med_extract.agents.text.detect import Detected, detect
+from ai_med_extract.agents.text.image import ImageExtractor
+from ai_med_extract.agents.text.ocr import OcrEngine
+from ai_med_extract.agents.text.pdf import PdfExtractor
+from ai_med_extract.agents.text.plain import PlainTextExtractor
+from ai_med_extract.agents.text.result import (
+    DocumentKind,
+    DocumentMetadata,
+    ExtractedDocument,
+    TextAssembler,
+    count_words,
+)
+from ai_med_extract.agents.text.word import DocxExtractor
+from ai_med_extract.config import ExtractionSettings
+from ai_med_extract.errors import PayloadTooLarge, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[Step], Awaitable[None]]
+
+
+async def run_in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class TextExtractionAgent:
+    def __init__(
+        self,
+        settings: ExtractionSettings,
+        *,
+        max_bytes: int,
+        transcriber: Transcriber | None = None,
+        ocr: OcrEngine | None = None,
+        extractors: list[Extractor] | None = None,
+    ):
+        self.settings = settings
+        self.max_bytes = max_bytes
+        ocr = ocr or OcrEngine(settings)
+        chosen = extractors or [
+            PdfExtractor(settings, ocr),
+            DocxExtractor(settings),
+            ImageExtractor(settings, ocr),
+            PlainTextExtractor(),
+            AudioExtractor(settings, transcriber),
+        ]
+        self._extractors: dict[DocumentKind, Extractor] = {e.kind: e for e in chosen}
+
+    def available(self) -> dict[str, bool]:
+        """Which formats this server can read (health and ``/transcribe`` use it)."""
+        return {kind.value: self._extractors[kind].is_available() for kind in self._extractors}
+
+    def detect(self, data: bytes) -> Detected:
+        self._check_size(data)
+        return detect(data)
+
+    async def extract(
+        self,
+        data: bytes,
+        *,
+        password: str | None = None,
+        run: Runner = run_in_thread,
+        on_step: StepCallback | None = None,
+        check_cancelled: Callable[[], None] | None = None,
+    ) -> ExtractedDocument:
+        started = time.perf_counter()
+        self._check_size(data)
+        detected: Detected = await run(detect, data)
+        extractor = self._extractors.get(detected.kind)
+        if extractor is None:
+            raise ServiceUnavailable(
+                "this server does not read this kind of file",
+                code="FORMAT_UNAVAILABLE",
+                details={"kind": detected.kind.value},
+            )
+        out = ExtractionOutput(assembler=TextAssembler(extractor.separator()))
+        source = Source(data=data, media_type=detected.media_type, password=password)
+        steps = extractor.extract(source, out, run)
+        async with contextlib.aclosing(steps):  # type: ignore[type-var]
+            async for step in steps:
+                if on_step is not None:
+                    await on_step(step)
+                if check_cancelled is not None:
+                    check_cancelled()
+        sha256 = await run(_sha256, data)
+        text = out.assembler.text
+        document = ExtractedDocument(
+            text=text,
+            segments=out.assembler.segments,
+            methods=out.assembler.methods(),
+            confidence=out.assembler.confidence(),
+            metadata=DocumentMetadata(
+                kind=detected.kind,
+                media_type=detected.media_type,
+                size_bytes=len(data),
+                sha256=sha256,
+                pages=out.pages,
+                words=count_words(text),
+                characters=len(text),
+                ocr_pages=out.ocr_pages,
+                encoding=out.encoding,
+                duration_s=out.duration_s,
+                language=out.language,
+                model=out.model,
+            ),
+            warnings=out.warnings,
+        )
+        logger.info(
+            "text extracted",
+            extra={
+                "kind": detected.kind.value,
+                "pages": out.pages,
+                "ocr_pages": len(out.ocr_pages),
+                "characters": len(text),
+                "duration_ms": round((time.perf_counter() - started) * 1000),
+            },
+        )
+        return document
+
+    def _check_size(self, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            raise PayloadTooLarge(
+                "the file is larger than allowed",
+                code="FILE_TOO_LARGE",
+                details={"size_bytes": len(data), "max_bytes": self.max_bytes},
+            )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,217 @@
+"""PDF: the text layer with pypdf, page by page; pages without a usable one are rendered with pdfium
+and read with Tesseract.
+
+A page's text layer is usable when it holds at least ``ocr_min_text_chars`` letters or digits and is
+not mostly undecodable glyphs. Pages are rendered at ``ocr_dpi``, lowered for huge pages so that no
+bitmap exceeds ``max_image_pixels``.
+
+Errors (stable codes): ``PDF_ENCRYPTED`` (422, no password given), ``PDF_PASSWORD_INCORRECT`` (422),
+``TOO_MANY_PAGES`` (422), ``CORRUPT_PDF`` (422), ``IMAGE_TOO_LARGE`` (422, a page too big to render even
+at low resolution), plus the OCR errors of ``ocr.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pypdf
+import pypdfium2 as pdfium  # type: ignore[import-untyped]
+from PIL import Image
+from pypdf.errors import FileNotDecryptedError, WrongPasswordError
+
+from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
+from ai_med_extract.agents.text.image import too_large
+from ai_med_extract.agents.text.ocr import OcrEngine
+from ai_med_extract.agents.text.result import DocumentKind, Method, SegmentKind
+from ai_med_extract.config import ExtractionSettings
+from ai_med_extract.errors import AppError, Unprocessable
+
+logger = logging.getLogger(__name__)
+
+# PDFium is not thread-safe: every call into it, from any document, goes through this one lock.
+# (A process-wide lock for a process-wide C library; rendering is short next to OCR, which runs
+# outside the lock.)
+PDFIUM_LOCK = threading.Lock()
+
+_MIN_RENDER_DPI = 100
+
+
+def corrupt() -> Unprocessable:
+    return Unprocessable("the PDF is corrupt or cannot be parsed", code="CORRUPT_PDF")
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    text: str
+    method: Method
+    confidence: float | None
+    rotation: int | None
+
+
+class PdfExtractor(Extractor):
+    kind = DocumentKind.pdf
+    name = "pypdf+pdfium+tesseract"
+
+    def __init__(self, settings: ExtractionSettings, ocr: OcrEngine):
+        self._settings = settings
+        self._ocr = ocr
+
+    async def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
+        document = await run(self._open, source)
+        try:
+            total = document.page_count
+            for index in range(total):
+                page = await run(document.read_page, index)
+                out.assembler.add(
+                    page.text,
+                    kind=SegmentKind.page,
+                    method=page.method,
+                    confidence=page.confidence,
+                    page=index + 1,
+                    rotation=page.rotation,
+                )
+                out.pages += 1
+                if page.method is Method.ocr:
+                    out.ocr_pages.append(index + 1)
+                if not page.text:
+                    out.warnings.append(f"PAGE_EMPTY:{index + 1}")
+                yield Step(index + 1, total, "page", page.method.value)
+        finally:
+            await run(document.close)
+
+    def _open(self, source: Source) -> _PdfDocument:
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(source.data), strict=False)
+        except AppError:
+            raise
+        except Exception:  # pypdf raises many types on hostile input
+            raise corrupt() from None
+        password = source.password
+        if reader.is_encrypted:
+            password = _decrypt(reader, password)
+        try:
+            count = len(reader.pages)
+        except FileNotDecryptedError:
+            raise Unprocessable("the PDF is encrypted; give its password", code="PDF_ENCRYPTED") from None
+        except Exception:
+            raise corrupt() from None
+        if count == 0:
+            raise corrupt()
+        if count > self._settings.max_pages:
+            raise Unprocessable(
+                "the document has more pages than allowed",
+                code="TOO_MANY_PAGES",
+                details={"pages": count, "max_pages": self._settings.max_pages},
+            )
+        return _PdfDocument(reader, source.data, password, count, self._settings, self._ocr)
+
+
+def _decrypt(reader: pypdf.PdfReader, password: str | None) -> str | None:
+    # Many PDFs are encrypted only against editing, with an empty user password.
+    for candidate in ("", password) if password else ("",):
+        try:
+            if reader.decrypt(candidate) != pypdf.PasswordType.NOT_DECRYPTED:
+                return candidate
+        except (WrongPasswordError, FileNotDecryptedError):
+            continue
+        except NotImplementedError:
+            raise Unprocessable(
+                "the PDF uses an encryption method that is not supported", code="PDF_ENCRYPTION_UNSUPPORTED"
+            ) from None
+        except Exception:
+            raise corrupt() from None
+    if password:
+        raise Unprocessable("the PDF password is incorrect", code="PDF_PASSWORD_INCORRECT")
+    raise Unprocessable("the PDF is encrypted; give its password", code="PDF_ENCRYPTED")
+
+
+class _PdfDocument:
+    def __init__(
+        self,
+        reader: pypdf.PdfReader,
+        data: bytes,
+        password: str | None,
+        page_count: int,
+        settings: ExtractionSettings,
+        ocr: OcrEngine,
+    ):
+        self._reader = reader
+        self._data = data
+        self._password = password
+        self.page_count = page_count
+        self._settings = settings
+        self._ocr = ocr
+        self._pdfium: pdfium.PdfDocument | None = None
+
+    def read_page(self, index: int) -> PageResult:
+        """Blocking: the page's text layer, or OCR of its rendering when the layer is not usable."""
+        layer: str | None
+        try:
+            layer = self._reader.pages[index].extract_text() or ""
+        except AppError:
+            raise
+        except Exception:
+            layer = None  # a broken content stream: PDFium may still render the page
+        layer = layer.strip() if layer is not None else None
+        if layer is not None and self._usable(layer):
+            return PageResult(layer, Method.text_layer, None, None)
+        self._ocr.require()
+        image, dpi = self._render(index)
+        page = self._ocr.recognize(image, dpi=dpi)
+        if layer and _alnum(layer) >= _alnum(page.text):
+            return PageResult(layer, Method.text_layer, None, None)
+        return PageResult(page.text, Method.ocr, page.confidence, page.rotation)
+
+    def _usable(self, text: str) -> bool:
+        if _alnum(text) < self._settings.ocr_min_text_chars:
+            return False
+        unreadable = sum(1 for c in text if c == "\ufffd" or "\ue000" <= c <= "\uf8ff")
+        return unreadable <= len(text) * 0.1
+
+    def _render(self, index: int) -> tuple[Image.Image, int]:
+        with PDFIUM_LOCK:
+            try:
+                if self._pdfium is None:
+                    self._pdfium = pdfium.PdfDocument(self._data, password=self._password or None)
+                page = self._pdfium[index]
+                try:
+                    width, height = page.get_size()
+                    scale = self._scale(width, height)
+                    bitmap = page.render(scale=scale, grayscale=True)
+                    try:
+                        return bitmap.to_pil().copy(), round(scale * 72)
+                    finally:
+                        bitmap.close()
+                finally:
+                    page.close()
+            except AppError:
+                raise
+            except Exception:
+                raise corrupt() from None
+
+    def _scale(self, width: float, height: float) -> float:
+        if width <= 0 or height <= 0:
+            raise corrupt()
+        limit = self._settings.max_image_pixels
+        scale = self._settings.ocr_dpi / 72.0
+        if width * height * scale * scale > limit:
+            scale = math.sqrt(limit / (width * height))
+            if scale * 72.0 < _MIN_RENDER_DPI:
+                pixels = int(width * height * (_MIN_RENDER_DPI / 72.0) ** 2)
+                raise too_large(pixels, limit)
+        return scale
+
+    def close(self) -> None:
+        if self._pdfium is not None:
+            with PDFIUM_LOCK:
+                self._pdfium.close()
+            self._pdfium = None
+
+
+def _alnum(text: str) -> int:
+    return sum(1 for c in text if c.isalnum())
