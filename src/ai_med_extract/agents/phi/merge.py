@@ -11,12 +11,13 @@ _PRIORITY = [
     PhiLabel.PHOTO, PhiLabel.FAX, PhiLabel.PHONE, PhiLabel.ADDRESS, PhiLabel.ZIP, PhiLabel.DATE,
     PhiLabel.AGE, PhiLabel.YEAR, PhiLabel.HOSPITAL, PhiLabel.LOCATION, PhiLabel.NAME, PhiLabel.ID,
 ]  # fmt: skip
+_JOINABLE = frozenset({PhiLabel.NAME, PhiLabel.HOSPITAL, PhiLabel.LOCATION})
 _RANK = {label: i for i, label in enumerate(_PRIORITY)}
 
 
 def merge_spans(spans: list[PhiSpan], text: str) -> list[PhiSpan]:
-    """Sorted, non-overlapping spans. Touching spans of the same label separated only by a space
-    are joined ("Janet" + "Gateman" stays two spans; "8/28" + "/1995" style fragments join)."""
+    """Sorted, non-overlapping spans. Neighbouring name or place spans separated by one space are
+    joined ("Janet" + "Gateman" -> "Janet Gateman") so operators see whole names."""
     if not spans:
         return []
     spans = sorted(spans, key=lambda s: (s.start, -s.end))
@@ -32,4 +33,14 @@ def merge_spans(spans: list[PhiSpan], text: str) -> list[PhiSpan]:
             out[-1] = PhiSpan(start, end, label, max(prev.score, s.score), detector)
         else:
             out.append(s)
-    return out
+    joined: list[PhiSpan] = []
+    for s in out:
+        if (
+            joined and s.label is joined[-1].label and s.label in _JOINABLE
+            and text[joined[-1].end : s.start] in (" ", "-", ". ")
+        ):
+            prev = joined[-1]
+            joined[-1] = PhiSpan(prev.start, s.end, prev.label, max(prev.score, s.score), prev.detector)
+        else:
+            joined.append(s)
+    return joined

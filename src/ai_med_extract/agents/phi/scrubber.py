@@ -45,10 +45,12 @@ class PhiScrubber:
         self.options = options or ScrubOptions()
         self.names = NameFinder(lexicon)
         self.places = PlaceFinder(lexicon)
-        self.operators = operators or OperatorEngine()
+        self.operators = operators or OperatorEngine(first_names=lexicon.first_names)
 
     @classmethod
-    def default(cls, *, ner: bool = True, options: ScrubOptions | None = None) -> PhiScrubber:
+    def default(
+        cls, *, ner: bool = True, options: ScrubOptions | None = None, secret: bytes | None = None
+    ) -> PhiScrubber:
         backend = None
         if ner:
             from ai_med_extract.agents.phi.ner import SpacyNer
@@ -56,7 +58,8 @@ class PhiScrubber:
             candidate = SpacyNer()
             if candidate.is_available:
                 backend = candidate
-        return cls(load_lexicon(), backend, options)
+        lexicon = load_lexicon()
+        return cls(lexicon, backend, options, OperatorEngine(secret, first_names=lexicon.first_names))
 
     # --- detection ---------------------------------------------------------------------------
     def detect(self, text: str) -> list[PhiSpan]:

@@ -1,0 +1,72 @@
+"""The PHI agent as the app and the pipeline use it: a lazily built scrubber plus the pipeline stage.
+
+The spaCy model and the dictionaries load on first use (a few seconds), in the worker thread that
+first needs them, never at import time or on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from typing import Any
+
+from ai_med_extract.agents.phi.scrubber import PhiScrubber, ScrubOptions
+from ai_med_extract.agents.phi.types import Operator, ScrubResult
+
+
+class PhiAgent:
+    def __init__(self, secret: bytes, *, ner: bool = True, options: ScrubOptions | None = None) -> None:
+        self._secret = secret
+        self._ner = ner
+        self._options = options
+        self._scrubber: PhiScrubber | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def scrubber(self) -> PhiScrubber:
+        with self._lock:
+            if self._scrubber is None:
+                self._scrubber = PhiScrubber.default(ner=self._ner, options=self._options, secret=self._secret)
+            return self._scrubber
+
+    def scrub(
+        self, text: str, *, operator: Operator | str = Operator.redact, patient_key: str | None = None
+    ) -> ScrubResult:
+        return self.scrubber.scrub(text, operator=operator, patient_key=patient_key)
+
+    def patient_ref(self, patient_key: str | None) -> str | None:
+        """An HMAC of the patient key: lets mappings be found per patient without storing the key."""
+        if patient_key is None:
+            return None
+        return hmac.new(self._secret, patient_key.encode(), hashlib.sha256).hexdigest()
+
+
+def scrub_phi_stage(agent: PhiAgent):  # type: ignore[no-untyped-def]
+    """The pipeline's ``scrub_phi`` stage: adds ``phi`` (scrubbed text, spans, counts) to the document.
+
+    Options (per upload): ``scrub`` (default true), ``phi_operator`` (redact | mask | surrogate),
+    ``patient_key``. Reversible mode is only offered through the API, which stores the mapping.
+    """
+
+    async def stage(ctx: Any, file: Any, doc: dict[str, Any]) -> dict[str, Any]:
+        options = {**(getattr(ctx, "options", None) or {}), **(getattr(file, "options", None) or {})}
+        if not options.get("scrub", True) or not doc.get("text"):
+            return doc
+        operator = Operator(options.get("phi_operator") or Operator.redact)
+        if operator is Operator.reversible:
+            operator = Operator.redact
+        result: ScrubResult = await ctx.run_blocking(
+            lambda: agent.scrub(doc["text"], operator=operator, patient_key=options.get("patient_key"))
+        )
+        return {
+            **doc,
+            "phi": {
+                "operator": str(operator),
+                "text": result.text,
+                "spans": [s.to_dict() for s in result.spans],
+                "counts": result.counts(),
+            },
+        }
+
+    return stage

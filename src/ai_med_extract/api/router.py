@@ -1,0 +1,10 @@
+"""Every route module of the API, registered in one place."""
+
+from fastapi import APIRouter
+
+from ai_med_extract.api.routes import health, jobs, phi
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(jobs.router)
+api_router.include_router(phi.router)

@@ -1,0 +1,195 @@
+"""Settings: one object, nested groups, one env prefix (``AME_``), ``.env`` support.
+
+Every knob is typed, bounded and described. ``AME_ENVIRONMENT=production`` refuses insecure values
+(auth disabled, missing secrets) at start-up instead of running with them.
+
+Nested values are set with a double underscore: ``AME_DATABASE__URL=postgresql+asyncpg://...``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field(
+        "sqlite+aiosqlite:///./data/ai-med-extract.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
+    )
+    pool_size: int = Field(5, ge=1, le=100, description="Connections kept open (PostgreSQL only)")
+    echo: bool = Field(False, description="Log SQL statements (never enable with real data)")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class StorageSettings(BaseModel):
+    directory: Path = Field(Path("./data/storage"), description="Where encrypted documents and results live")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key (urlsafe base64, 32 bytes) for data at rest. Development generates one "
+        "in the storage directory; production requires it.",
+    )
+    retention_hours: float = Field(
+        168.0, gt=0, le=24 * 365 * 10, description="Jobs, documents and results older than this are removed"
+    )
+    sweep_interval_s: float = Field(300.0, gt=0, description="How often the retention sweep runs")
+
+
+class RateLimitSettings(BaseModel):
+    enabled: bool = True
+    per_ip_per_minute: int = Field(100, ge=1, description="Requests a client IP may make in any 60 s")
+    per_key_per_hour: int = Field(1000, ge=1, description="Requests an API key may make in any hour")
+    burst: int = Field(20, ge=1, description="Requests a client may make within any one second")
+
+
+class SecuritySettings(BaseModel):
+    auth_enabled: bool = Field(True, description="Require an API key on every endpoint but health")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Server secret for API-key hashing and the audit hash chain. Development generates "
+        "one in the storage directory; production requires it.",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins")
+    hsts: bool = Field(True, description="Send Strict-Transport-Security")
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+
+
+class JobSettings(BaseModel):
+    concurrency: int = Field(2, ge=1, le=64, description="Jobs executed at the same time")
+    queue_size: int = Field(100, ge=1, le=100_000, description="Jobs waiting; beyond this uploads get 503")
+    timeout_s: float = Field(900.0, gt=0, description="A job running longer than this fails with JOB_TIMEOUT")
+    worker_threads: int = Field(4, ge=1, le=64, description="Threads that run blocking stage work")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when the queue is full")
+
+
+class UploadSettings(BaseModel):
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest accepted upload file (413 above)")
+    max_files: int = Field(20, ge=1, le=1000, description="Files accepted in one upload request")
+
+
+class ExtractionSettings(BaseModel):
+    max_pages: int = Field(500, ge=1, description="Pages accepted in one document")
+    max_image_pixels: int = Field(
+        60_000_000, ge=1, description="Pixels per image or rendered page (decompression-bomb guard)"
+    )
+    ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution scanned PDF pages are rendered at")
+    ocr_timeout_s: float = Field(60.0, gt=0, description="Per-page OCR timeout")
+    ocr_language: str = Field(
+        "eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="Tesseract language pack(s), e.g. eng+deu"
+    )
+    ocr_detect_orientation: bool = Field(True, description="Detect and undo page rotation (Tesseract OSD)")
+    ocr_preprocess: bool = Field(True, description="Grayscale, contrast stretch and Otsu threshold before OCR")
+    ocr_min_text_chars: int = Field(
+        10, ge=0, description="PDF pages whose text layer has fewer letters/digits than this are OCR'd"
+    )
+    docx_max_uncompressed_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, description="Total uncompressed size a DOCX may expand to"
+    )
+    docx_max_ratio: float = Field(100.0, gt=1, description="Largest compression ratio a DOCX member may have")
+    max_audio_seconds: float = Field(300.0, gt=0, description="Longest accepted audio")
+    audio_chunk_s: float = Field(30.0, ge=5, le=30, description="Audio is transcribed in chunks this long")
+    audio_decode_timeout_s: float = Field(120.0, gt=0, description="Longest ffmpeg may take to decode audio")
+    speech_model: str = Field("whisper-tiny.en", description="Speech model name from models_config.json")
+
+
+class LogSettings(BaseModel):
+    level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    json_format: bool = Field(True, description="One JSON object a line (false: plain text for humans)")
+
+
+class ModelSettings(BaseModel):
+    config_path: Path = Field(Path("models_config.json"), description="Model catalogue")
+    profile: str = Field("cpu", pattern="^(cpu|t4)$", description="Resource profile: cpu or t4")
+    cache_dir: Path = Field(Path("./data/models"), description="Where downloaded or exported models go")
+    max_models: int | None = Field(None, ge=1, description="Override the profile's loaded-model limit")
+    max_memory_mb: int | None = Field(None, ge=1, description="Override the profile's memory limit")
+    generation_timeout_s: float = Field(180.0, gt=0, description="Longest one generation may take")
+    max_waiting: int = Field(16, ge=1, description="Requests waiting for a busy model beyond which 503")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: cores)")
+
+
+class SummarySettings(BaseModel):
+    cache_size: int = Field(100, ge=0, le=100_000, description="Summaries kept in the in-memory result cache")
+    max_record_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest accepted patient record (JSON bytes, 413 above)"
+    )
+    parallel_chunks: int = Field(2, ge=1, le=64, description="Record chunks summarised at the same time")
+    chunk_max_tokens: int = Field(256, ge=16, le=8192, description="Tokens generated per chunk summary")
+    narrative_max_tokens: int = Field(400, ge=16, le=8192, description="Tokens for the combined narrative")
+    assessment_max_tokens: int = Field(200, ge=16, le=8192, description="Tokens for the assessment")
+    recent_points: int = Field(5, ge=1, le=100, description="Recent values shown per vital or lab trend")
+    grounding: str = Field(
+        "remove", pattern="^(remove|flag)$", description="Unsupported generated statements: remove or flag"
+    )
+    token_flush_s: float = Field(
+        0.1, ge=0, le=5, description="Streamed tokens are batched into one SSE event per this interval"
+    )
+
+
+class PhiSettings(BaseModel):
+    ner: bool = Field(True, description="Run the spaCy NER layer where cheap layers leave doubt")
+    default_operator: str = Field(
+        "redact", pattern="^(redact|mask|surrogate|reversible)$", description="Operator when none is asked"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AME_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    environment: Environment = Environment.development
+    host: str = Field("127.0.0.1", description="Address `serve` binds to")
+    port: int = Field(8000, ge=1, le=65535)
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    upload: UploadSettings = Field(default_factory=UploadSettings)
+    extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+    logging: LogSettings = Field(default_factory=LogSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    phi: PhiSettings = Field(default_factory=PhiSettings)
+    summary: SummarySettings = Field(default_factory=SummarySettings)
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Self:
+        if self.environment is not Environment.production:
+            return self
+        problems = []
+        if not self.security.auth_enabled:
+            problems.append("AME_SECURITY__AUTH_ENABLED must be true")
+        if self.security.secret_key is None or len(self.security.secret_key.get_secret_value()) < 32:
+            problems.append("AME_SECURITY__SECRET_KEY must be set (32+ characters)")
+        if self.storage.encryption_key is None:
+            problems.append("AME_STORAGE__ENCRYPTION_KEY must be set")
+        if "*" in self.security.cors_origins:
+            problems.append("AME_SECURITY__CORS_ORIGINS must not contain '*'")
+        if self.database.echo:
+            problems.append("AME_DATABASE__ECHO must be false")
+        if problems:
+            raise ValueError("insecure production settings: " + "; ".join(problems))
+        return self
+
+    @cached_property
+    def secrets_dir(self) -> Path:
+        """Where development secrets are generated (never used in production)."""
+        return self.storage.directory / ".secrets"
