@@ -124,6 +124,13 @@ class Generator:
             seed=0,
         )
 
+    def out_tokens(self, wanted: int, cap: int | None) -> int:
+        """Tokens to generate: as asked, but at most a quarter of the (capped) window."""
+        window = self.model.context_window(self.model_name)
+        if cap:
+            window = min(window, cap)
+        return max(16, min(wanted, window // 4))
+
     async def budget(self, max_tokens: int, template: str, cap: int | None) -> int:
         """Tokens left for record text in one prompt."""
         window = self.model.context_window(self.model_name)
@@ -201,6 +208,8 @@ class Generator:
         self, record: PatientRecord, *, max_tokens: int, chunk_max_tokens: int, cap: int | None,
         sink: TokenSink | None, progress: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> str:
+        max_tokens = self.out_tokens(max_tokens, cap)
+        chunk_max_tokens = self.out_tokens(chunk_max_tokens, cap)
         budget = await self.budget(max(max_tokens, chunk_max_tokens), CHUNK_PROMPT, cap)
         chunks = await self.plan(record, budget)
         self.chunks = len(chunks)
@@ -226,6 +235,14 @@ class Generator:
         parts = list(await asyncio.gather(*(one(c) for c in chunks)))
         return await self._combine(parts, max_tokens=max_tokens, cap=cap, sink=sink)
 
+    async def _fit(self, text: str, budget: int) -> str:
+        """``text`` cut (at the end) until it fits ``budget`` tokens."""
+        n = await self.model.count_tokens(text, self.model_name)
+        while n > budget and len(text) > 40:
+            text = text[: max(40, int(len(text) * budget / (n + 1) * 0.95))]
+            n = await self.model.count_tokens(text, self.model_name)
+        return text
+
     async def _combine(self, parts: list[str], *, max_tokens: int, cap: int | None, sink: TokenSink | None) -> str:
         budget = await self.budget(max_tokens, COMBINE_PROMPT, cap)
         merge_sem = asyncio.Semaphore(self.parallel)
@@ -233,9 +250,7 @@ class Generator:
             self.rounds += 1
             sizes = await asyncio.gather(*(self.model.count_tokens(p + "\n", self.model_name) for p in parts))
             if sum(sizes) <= budget or len(parts) == 1:
-                text = "\n".join(parts)
-                if sum(sizes) > budget:  # one part alone too long: keep its head
-                    text = text[: max(200, len(text) * budget // (sum(sizes) + 1))]
+                text = await self._fit("\n".join(parts), budget)
                 return await self._call(COMBINE_PROMPT.format(parts=text), max_tokens, "narrative", sink)
             groups: list[list[str]] = [[]]
             used = 0
@@ -245,22 +260,22 @@ class Generator:
                     used = 0
                 groups[-1].append(part)
                 used += n
-            if len(groups) == len(parts):  # no progress possible by grouping: pair them up
-                groups = [parts[i : i + 2] for i in range(0, len(parts), 2)]
-            parts = list(await asyncio.gather(*(self._merge(g, max_tokens, merge_sem) for g in groups)))
+            if len(groups) == len(parts):  # each part fills a prompt: pair them up, each cut to half
+                halves = await asyncio.gather(*(self._fit(p, budget // 2 - 1) for p in parts))
+                groups = [list(halves[i : i + 2]) for i in range(0, len(halves), 2)]
+            parts = list(await asyncio.gather(*(self._merge(g, max_tokens, budget, merge_sem) for g in groups)))
 
-    async def _merge(self, group: list[str], max_tokens: int, sem: asyncio.Semaphore) -> str:
+    async def _merge(self, group: list[str], max_tokens: int, budget: int, sem: asyncio.Semaphore) -> str:
         async with sem:
-            return await self._call(COMBINE_PROMPT.format(parts="\n".join(group)), max_tokens, "chunk", None)
+            text = await self._fit("\n".join(group), budget)
+            return await self._call(COMBINE_PROMPT.format(parts=text), max_tokens, "chunk", None)
 
     async def assessment(self, facts: Sequence[Statement], *, max_tokens: int, cap: int | None,
                          sink: TokenSink | None) -> str:
         lines = [f"{s.text} [{', '.join(s.citations[:4])}]" if s.citations else s.text for s in facts]
+        max_tokens = self.out_tokens(max_tokens, cap)
         budget = await self.budget(max_tokens, ASSESSMENT_PROMPT, cap)
-        text = "\n".join(lines)
-        n = await self.model.count_tokens(text, self.model_name)
-        if n > budget:
-            text = text[: max(200, len(text) * budget // (n + 1))]
+        text = await self._fit("\n".join(lines), budget)
         return await self._call(ASSESSMENT_PROMPT.format(lines=text), max_tokens, "assessment", sink)
 
     def info(self) -> dict[str, Any]:

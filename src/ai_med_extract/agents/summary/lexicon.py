@@ -244,7 +244,7 @@ def sentences(text: str) -> list[tuple[str, int, int]]:
     """Sentences (or lines) of ``text`` with spans; decimal points do not split."""
     out = []
     start = 0
-    for m in re.finditer(r"(?<!\d)[.!?]+(?=\s|$)|\n+", text):
+    for m in re.finditer(r"[.!?]+(?=\s|$)|\n+", text):
         end = m.end()
         piece = text[start:end]
         if piece.strip():

@@ -1,0 +1,66 @@
+"""The grounding check keeps what the record says and removes (or flags) what it does not."""
+
+from __future__ import annotations
+
+from ai_med_extract.agents.summary import load_record
+from ai_med_extract.agents.summary.grounding import GroundingIndex, ground_text
+from ai_med_extract.agents.summary.lexicon import DrugDictionary
+from ai_med_extract.agents.summary.models import GroundingReport
+from tests.agents.summary.test_inputs import PATIENT_MODEL
+
+
+def _index(drugs: DrugDictionary) -> GroundingIndex:
+    return GroundingIndex(load_record(PATIENT_MODEL), drugs)
+
+
+def test_supported_sentences_are_kept_and_cite_the_facts_they_match(drugs: DrugDictionary) -> None:
+    report = GroundingReport(mode="remove")
+    out = ground_text(
+        "On 2021-02-10 HbA1c was 7.9% and metformin was prescribed for type 2 diabetes. "
+        "By August 2021 HbA1c fell to 7.1% and lisinopril was added for hypertension.",
+        _index(drugs), mode="remove", report=report,
+    )
+    assert report.checked == 2 and report.supported == 2 and report.removed == 0
+    assert all(s.citations for s in out)
+    record = load_record(PATIENT_MODEL)
+    cited = {f.label for f in record.facts if f.id in out[0].citations}
+    assert "HbA1c" in {f.label for f in record.facts} or cited  # cites real facts
+    assert any("metformin" in label.lower() for label in cited)
+
+
+def test_a_planted_drug_not_in_the_record_is_removed(drugs: DrugDictionary) -> None:
+    report = GroundingReport(mode="remove")
+    out = ground_text(
+        "Metformin was continued. The patient was also started on warfarin 5 mg daily.",
+        _index(drugs), mode="remove", report=report,
+    )
+    assert [s.text for s in out] == ["Metformin was continued."]
+    assert report.removed == 1 and report.unsupported_claims.get("drug") == 1
+
+
+def test_a_planted_value_not_in_the_record_is_removed(drugs: DrugDictionary) -> None:
+    report = GroundingReport(mode="remove")
+    out = ground_text("HbA1c was 12.4% in August 2021. Blood pressure was 142/88.", _index(drugs),
+                      mode="remove", report=report)
+    assert [s.text for s in out] == ["Blood pressure was 142/88."]
+    assert report.unsupported_claims == {"number": 1}
+
+
+def test_planted_dates_and_diagnoses_are_flagged_in_flag_mode(drugs: DrugDictionary) -> None:
+    report = GroundingReport(mode="flag")
+    out = ground_text(
+        "A stroke was recorded in 2019. Hypertension was diagnosed on 2021-08-15.",
+        _index(drugs), mode="flag", report=report,
+    )
+    assert len(out) == 2 and report.flagged == 1 and report.supported == 1
+    assert set(out[0].flags) == {"date", "diagnosis"}
+    assert out[1].flags == []
+
+
+def test_citation_markers_are_checked_and_moved_out_of_the_text(drugs: DrugDictionary) -> None:
+    index = _index(drugs)
+    report = GroundingReport(mode="remove")
+    out = ground_text("Lisinopril was added [F12]. Metformin was started [F9999].", index, mode="remove",
+                      report=report)
+    assert report.unsupported_claims.get("citation") == 1
+    assert out[0].text == "Lisinopril was added." and "F12" in out[0].citations
