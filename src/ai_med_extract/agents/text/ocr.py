@@ -20,7 +20,7 @@ from ai_med_extract.errors import ServiceUnavailable, Unprocessable
 logger = logging.getLogger(__name__)
 
 # Orientation detection needs this much script to be trusted; below it the page is read as it is.
-_MIN_ORIENTATION_CONFIDENCE = 2.0
+_MIN_ORIENTATION_CONFIDENCE = 1.5
 # OSD does not need full resolution; a smaller copy is several times faster.
 _OSD_MAX_SIDE = 1800
 
