@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from ai_med_extract.api.routes import health, jobs, phi
+from ai_med_extract.api.routes import health, jobs, models, phi
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(jobs.router)
 api_router.include_router(phi.router)
+api_router.include_router(models.router)

@@ -429,6 +429,7 @@ class ModelPool:
         default_type = self.catalogue.get(self._default_model).type.value
         status = "closed" if self._closed else ("ok" if backends.get(default_type) else "degraded")
         return {
+            "ok": status == "ok",
             "status": status,
             "profile": self.profile.name,
             "device": self.profile.device,
