@@ -12,6 +12,7 @@ app = typer.Typer(name="ai-med-extract", help="Self-hosted medical document AI",
 COMMAND_MODULES = [
     "service",
     "scrub",
+    "extract_text",
 ]
 
 for _name in COMMAND_MODULES:
