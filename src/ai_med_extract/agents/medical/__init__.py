@@ -1,0 +1,1 @@
+"""Medical data extraction: problems, medications, procedures, labs, vitals and allergies."""

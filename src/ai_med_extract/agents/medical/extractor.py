@@ -1,0 +1,203 @@
+"""MedicalExtractor: rules-and-dictionaries extraction, optionally assisted by an LLM.
+
+The rules mode needs no model: lexicons and regular expressions propose grounded candidates, medspaCy's
+ConText and sectionizer add context and sections, and the candidates become pydantic items. The LLM
+mode asks the model pool for extra candidates under a JSON schema (constrained decoding); candidates
+whose text is not found in the source are dropped and counted, the rest go through the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...errors import PayloadTooLarge
+from .context import ClinicalContext
+from .rules import Candidate, RuleDetectors, _overlaps
+from .schema import (
+    Allergy,
+    Code,
+    Context,
+    Lab,
+    MedicalExtraction,
+    Medication,
+    Problem,
+    Procedure,
+    Section,
+    Vital,
+)
+from .vocabulary import ICD10CM, LOINC, MESH, Vocabulary, load_vocabulary
+
+if TYPE_CHECKING:
+    from .llm import LLMCandidateSource
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["rules", "llm"]
+
+# LOINC codes of the FHIR R4 vital-signs profile
+VITAL_LOINC = {
+    "blood_pressure": ("85354-9", "Blood pressure panel with all children optional"),
+    "heart_rate": ("8867-4", "Heart rate"),
+    "respiratory_rate": ("9279-1", "Respiratory rate"),
+    "temperature": ("8310-5", "Body temperature"),
+    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+    "weight": ("29463-7", "Body weight"),
+    "height": ("8302-2", "Body height"),
+    "bmi": ("39156-5", "Body mass index (BMI) [Ratio]"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractorLimits:
+    max_chars: int = 2_000_000
+
+
+class MedicalExtractor:
+    """Built once (the medspaCy pipeline and lexicons take a couple of seconds), used for many notes.
+
+    ``llm`` is optional: without it only the rules mode is available.
+    """
+
+    def __init__(
+        self,
+        *,
+        vocabulary: Vocabulary | None = None,
+        llm: LLMCandidateSource | None = None,
+        limits: ExtractorLimits | None = None,
+    ) -> None:
+        self.vocabulary = vocabulary or load_vocabulary()
+        self.detectors = RuleDetectors(self.vocabulary)
+        self.context = ClinicalContext()
+        self.llm = llm
+        self.limits = limits or ExtractorLimits()
+
+    # -- public API ---------------------------------------------------------------------------------
+    def extract(self, text: str, *, extra: list[Candidate] | None = None) -> MedicalExtraction:
+        """Rules mode (blocking: call from a worker thread inside async code)."""
+
+        if len(text) > self.limits.max_chars:
+            raise PayloadTooLarge(
+                "text too long for medical extraction",
+                code="MEDICAL_TEXT_TOO_LONG",
+                details={"chars": len(text), "max_chars": self.limits.max_chars},
+            )
+        candidates = self.detectors.detect(text)
+        if extra:
+            candidates.extend(c for c in extra if not _duplicate(c, candidates))
+        result = self._assemble(text, candidates)
+        return result
+
+    async def aextract(self, text: str, *, mode: Mode = "rules", model: str | None = None) -> MedicalExtraction:
+        if mode == "rules":
+            return await asyncio.to_thread(self.extract, text)
+        if self.llm is None:
+            from ...errors import ServiceUnavailable
+
+            raise ServiceUnavailable("LLM-assisted extraction is not configured", code="MEDICAL_LLM_UNAVAILABLE")
+        proposed, dropped, used_model = await self.llm.candidates(text, model=model)
+        result = await asyncio.to_thread(self.extract, text, extra=proposed)
+        return result.model_copy(update={"mode": "llm", "llm_dropped_ungrounded": dropped, "llm_model": used_model})
+
+    # -- assembly -------------------------------------------------------------------------------------
+    def _assemble(self, text: str, candidates: list[Candidate]) -> MedicalExtraction:
+        candidates.sort(key=lambda c: (c.start, c.end))
+        spans = [(*c.anchor_span, c.kind) for c in candidates]
+        contexts, sections = self.context.annotate(text, spans) if text.strip() else ([], [])
+        out = MedicalExtraction(text_length=len(text))
+        out.sections = [Section(category=s.category, title=s.title, start=s.start, end=s.end) for s in sections]
+        counters: dict[str, int] = {}
+        for cand, ctx in zip(candidates, contexts, strict=True):
+            counters[cand.kind] = counters.get(cand.kind, 0) + 1
+            base: dict[str, Any] = {
+                "id": f"{cand.kind}-{counters[cand.kind]}",
+                "text": text[cand.start : cand.end],
+                "start": cand.start,
+                "end": cand.end,
+                "detector": cand.detector,
+                "section": ctx.section,
+                "context": Context(
+                    negated=ctx.negated,
+                    uncertain=ctx.uncertain,
+                    historical=ctx.historical,
+                    hypothetical=ctx.hypothetical,
+                    subject="family" if ctx.family or ctx.section == "family_history" else "patient",
+                ),
+            }
+            if cand.kind == "procedure" and ctx.section == "past_surgical_history":
+                base["context"] = base["context"].model_copy(update={"historical": True})
+            if cand.kind in ("lab", "vital"):
+                # ConText cues ("no", "history") are about findings, not about measured values
+                base["context"] = Context(subject=base["context"].subject)
+            builder = getattr(self, f"_build_{cand.kind}")
+            item = builder(cand, base)
+            getattr(out, _LIST_NAME[cand.kind]).append(item)
+        return out
+
+    def _build_problem(self, c: Candidate, base: dict[str, Any]) -> Problem:
+        codes = []
+        if c.code:
+            codes.append(Code(system=ICD10CM, code=c.code, display=self.vocabulary.icd_display(c.code)))
+        return Problem(**base, name=c.name, codes=codes)
+
+    def _build_procedure(self, c: Candidate, base: dict[str, Any]) -> Procedure:
+        return Procedure(**base, name=c.name, date=c.data.get("date"))
+
+    def _build_medication(self, c: Candidate, base: dict[str, Any]) -> Medication:
+        sig = c.data.get("sig")
+        status = c.data.get("status", "active")
+        if base["context"].negated:
+            status = "not-taken"
+        codes = [Code(system=MESH, code=c.code, display=c.name)] if c.code else []
+        fields: dict[str, Any] = {}
+        if sig is not None:
+            fields = {
+                "strength": sig.strength, "dose": sig.dose, "unit": sig.unit, "route": sig.route,
+                "frequency": sig.frequency, "duration": sig.duration, "prn": sig.prn,
+                "prn_reason": sig.prn_reason,
+            }
+        ctx = base["context"]
+        if fields.get("prn") and ctx.hypothetical:
+            # "as needed" is itself a hypothetical cue; a PRN order is still a medication the patient has
+            base["context"] = ctx.model_copy(update={"hypothetical": False})
+        return Medication(**base, name=c.name, status=status, codes=codes, **fields)
+
+    def _build_lab(self, c: Candidate, base: dict[str, Any]) -> Lab:
+        d = c.data
+        codes = [Code(system=LOINC, code=c.code, display=c.name)] if c.code else []
+        return Lab(
+            **base, name=c.name, value=d["value"], value_text=d["value_text"], unit=d["unit"],
+            reference_low=d["low"], reference_high=d["high"], flag=d["flag"], date=d["date"], codes=codes,
+        )
+
+    def _build_vital(self, c: Candidate, base: dict[str, Any]) -> Vital:
+        r = c.data["reading"]
+        code, display = VITAL_LOINC[r.kind]
+        return Vital(
+            **base, kind=r.kind, value=r.value, diastolic=r.diastolic, unit=r.unit,
+            original_value=r.original_value, original_unit=r.original_unit,
+            codes=[Code(system=LOINC, code=code, display=display)],
+        )
+
+    def _build_allergy(self, c: Candidate, base: dict[str, Any]) -> Allergy:
+        d = c.data
+        if d.get("no_known"):
+            base["context"] = Context()
+            return Allergy(**base, substance="no known drug allergies", no_known_allergies=True)
+        codes = [Code(system=MESH, code=c.code, display=c.name)] if c.code else []
+        return Allergy(
+            **base, substance=c.name, category=d.get("category"), reactions=d.get("reactions", []),
+            severity=d.get("severity"), codes=codes,
+        )
+
+
+_LIST_NAME = {
+    "problem": "problems", "procedure": "procedures", "medication": "medications", "lab": "labs",
+    "vital": "vitals", "allergy": "allergies",
+}
+
+
+def _duplicate(c: Candidate, existing: list[Candidate]) -> bool:
+    return any(e.kind == c.kind and _overlaps((e.start, e.end), (c.start, c.end)) for e in existing)

@@ -1,0 +1,401 @@
+"""The rules-and-dictionaries detectors: candidates with exact offsets, before clinical context.
+
+Each detector returns ``Candidate`` objects whose ``start``/``end`` index the original text; nothing
+here rewrites the text, so offsets stay exact. ``RuleDetectors`` is built once per agent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import measurements as ms
+from .sig import Sig, parse_sig
+from .vocabulary import Term, Vocabulary, compile_terms, lookup
+
+_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9']*")
+_COMBINATION_JOIN = re.compile(r"[ \t]?[-/][ \t]?")
+_LINE_END = re.compile(r"\n")
+_SENTENCE_BREAK = re.compile(r"\.\s+(?=[A-Z][a-z])|;|\n")
+
+_STATUS_BEFORE = re.compile(
+    r"\b(?:(?P<stopped>stopped|stop|discontinued|discontinue|d/c'?d|dc'?d|d/c|dc|off|quit|no longer (?:on|taking))|"
+    r"(?P<hold>hold|held|holding)|"
+    r"(?P<intended>will start|will begin|plan to start|to start|start|begin|initiate|recommend|prescribe|add|"
+    r"will add|consider|trial|may try|try|"
+    r"rx|trial of)|"
+    r"(?P<active>prescribed|started|began|initiated|continue|continued|resume|resumed|on|taking|takes|increase|"
+    r"increased|decrease|decreased|switched to|changed to)|"
+    r"(?P<completed>completed|finished|s/p course of))\b",
+    re.IGNORECASE,
+)
+_STATUS_AFTER = re.compile(
+    r"^[^\n.;]{0,60}?\b(?:was|were|has been|is|been)?\s*(?P<stopped>stopped|discontinued|d/c'?d|dc'?d)|"
+    r"^[^\n.;]{0,60}?\b(?P<hold>held|on hold|hold)\b|"
+    r"^[^\n.;]{0,60}?\b(?P<completed>completed)",
+    re.IGNORECASE,
+)
+_ALLERGY_CUE = re.compile(
+    r"\b(?:allergic\s+to|allerg(?:y|ies)\s+(?:to|include|includes|are|is)|allerg(?:y|ies)\s*[:\-]|"
+    r"all\s*:|intoleran(?:t|ce)\s+to|adverse\s+reactions?\s+to|reactions?\s+to|sensitivity\s+to|"
+    r"allergies/adverse reactions\s*:|drug allergies\s*:|(?:^|\n)[ \t]*(?:known\s+)?allerg(?:y|ies)\b)",
+    re.IGNORECASE,
+)
+_NKDA = re.compile(
+    r"\b(?:NKDA|NKA|NKFA|no\s+known\s+(?:drug\s+|medication\s+|food\s+)?allerg(?:y|ies)|"
+    r"no\s+(?:drug\s+|medication\s+)?allerg(?:y|ies)|allerg(?:y|ies)\s*:\s*(?:none|nka|nkda|no known)(?:\s+known)?|"
+    r"denies\s+(?:any\s+)?(?:drug\s+)?allerg(?:y|ies))\b",
+    re.IGNORECASE,
+)
+_REACTIONS = {
+    "rash": "rash", "hives": "urticaria", "urticaria": "urticaria", "anaphylaxis": "anaphylaxis",
+    "anaphylactic": "anaphylaxis", "angioedema": "angioedema", "swelling": "swelling",
+    "throat swelling": "throat swelling", "lip swelling": "lip swelling", "facial swelling": "facial swelling",
+    "itching": "pruritus", "itch": "pruritus", "pruritus": "pruritus", "nausea": "nausea",
+    "vomiting": "vomiting", "diarrhea": "diarrhea", "gi upset": "gi upset", "upset stomach": "gi upset",
+    "shortness of breath": "shortness of breath", "sob": "shortness of breath", "wheezing": "wheezing",
+    "cough": "cough", "dizziness": "dizziness", "headache": "headache", "myalgia": "myalgia",
+    "muscle aches": "myalgia", "stevens-johnson": "stevens-johnson syndrome", "sjs": "stevens-johnson syndrome",
+    "palpitations": "palpitations", "confusion": "confusion", "hallucinations": "hallucinations",
+    "hypotension": "hypotension", "blisters": "blisters", "flushing": "flushing", "redness": "erythema",
+    "tongue swelling": "tongue swelling", "difficulty breathing": "shortness of breath",
+}
+_REACTION_RE = re.compile(
+    r"\b(?:" + "|".join(re.escape(r) for r in sorted(_REACTIONS, key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+_SEVERITY_RE = re.compile(r"\b(mild|moderate|severe|life[- ]threatening)\b", re.IGNORECASE)
+_YEAR_RE = re.compile(r"\b(?:in|on|at|of|from|dated?)?\s*((?:19|20)\d\d)\b")
+# words after a drug name that show the word names a lab or a level, not a medication
+_LAB_AFTER = re.compile(r"^\s*(?:level|levels|lvl|was|of\s+\d)", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class Candidate:
+    kind: str  # problem | procedure | medication | lab | vital | allergy
+    start: int
+    end: int
+    detector: str
+    name: str
+    code: str | None = None
+    # the span ConText looks at (the name, not the whole sig or value)
+    anchor: tuple[int, int] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def anchor_span(self) -> tuple[int, int]:
+        return self.anchor or (self.start, self.end)
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def _within(inner: tuple[int, int], outer: tuple[int, int]) -> bool:
+    return outer[0] <= inner[0] and inner[1] <= outer[1]
+
+
+class RuleDetectors:
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocab = vocabulary
+        self._problem_re = compile_terms(vocabulary.problems)
+        self._icd_re = compile_terms(vocabulary.icd_terms)
+        self._procedure_re = compile_terms(vocabulary.procedures)
+        self._lab_re = compile_terms(vocabulary.lab_terms)
+        self._allergen_re = compile_terms(vocabulary.allergens)
+        ambiguous = [
+            Term(t.surface, t.canonical, False, t.code) for t in vocabulary.lab_terms if t.case_sensitive
+        ]
+        self._lab_ambiguous = compile_terms(ambiguous)
+        from drug_named_entity_recognition import find_drugs
+
+        self._find_drugs = find_drugs
+
+    # -- generic lexicon matching ------------------------------------------------------------
+    @staticmethod
+    def _terms(text: str, compiled: tuple[Any, Any, dict[str, Term]]) -> list[tuple[int, int, Term]]:
+        insensitive, sensitive, by_surface = compiled
+        found: list[tuple[int, int, Term]] = []
+        for pattern in (insensitive, sensitive):
+            if pattern is None:
+                continue
+            for m in pattern.finditer(text):
+                term = lookup(by_surface, m.group())
+                if term is not None:
+                    found.append((m.start(), m.end(), term))
+        return found
+
+    # -- detectors ------------------------------------------------------------------------------
+    def detect(self, text: str) -> list[Candidate]:
+        vitals = self.vitals(text)
+        labs = [c for c in self.labs(text) if not any(_overlaps((c.start, c.end), (v.start, v.end)) for v in vitals)]
+        allergy_regions = self._allergy_regions(text)
+        meds, allergies = self.medications_and_allergies(text, allergy_regions)
+        # a lab value read inside a medication's sig ("magnesium 400 mg daily") belongs to the medication
+        labs = [
+            c for c in labs
+            if not any(_overlaps((c.start, c.end), (m.start, m.end)) and m.data["sig"] for m in meds)
+        ]
+        meds = [
+            m for m in meds
+            if not (not m.data["sig"] and any(_overlaps(m.anchor_span, (c.start, c.end)) for c in labs))
+        ]
+        meds = [m for m in meds if not any(_overlaps(m.anchor_span, (v.start, v.end)) for v in vitals)]
+        taken = [(c.start, c.end) for c in (*vitals, *labs)]
+        taken += [c.anchor_span for c in meds]
+        taken += [(a.start, a.end) for a in allergies]
+        problems = [c for c in self.problems(text) if not any(_overlaps((c.start, c.end), t) for t in taken)]
+        # indications inside a sig ("prn pain") are not problems of their own
+        problems = [c for c in problems if not any(_within((c.start, c.end), (m.start, m.end)) for m in meds)]
+        procedures = self.procedures(text)
+        return [*problems, *procedures, *meds, *labs, *vitals, *allergies]
+
+    def problems(self, text: str) -> list[Candidate]:
+        curated = [
+            Candidate("problem", s, e, "lexicon:problems", t.canonical, t.code)
+            for s, e, t in self._terms(text, self._problem_re)
+        ]
+        icd = [
+            Candidate("problem", s, e, "lexicon:icd10cm", t.canonical, t.code)
+            for s, e, t in self._terms(text, self._icd_re)
+        ]
+        return _longest_first([*curated, *icd])
+
+    def procedures(self, text: str) -> list[Candidate]:
+        found = []
+        for s, e, t in self._terms(text, self._procedure_re):
+            c = Candidate("procedure", s, e, "lexicon:procedures", t.canonical)
+            tail = text[e : e + 40].split("\n", 1)[0]
+            date = ms.DATE_RE.search(tail)
+            if date:
+                c.data["date"] = ms.parse_date(date)
+            else:
+                year = _YEAR_RE.match(tail)
+                if year:
+                    c.data["date"] = year.group(1)
+            found.append(c)
+        return _longest_first(found)
+
+    def vitals(self, text: str) -> list[Candidate]:
+        readings = ms.find_vitals(text)
+        found = []
+        for r in readings:
+            found.append(
+                Candidate(
+                    "vital", r.start, r.end, "regex:vitals", r.kind,
+                    data={"reading": r},
+                )
+            )
+        return _longest_first(found)
+
+    def labs(self, text: str) -> list[Candidate]:
+        found = self._labs_from(text, self._terms(text, self._lab_re))
+        # short case-sensitive aliases ("K", "Ca", "Mg") written in lower case count inside a line that
+        # already holds two or more lab results ("na 140 k 4.0 cl 104")
+        lower = [
+            (s, e, t) for s, e, t in self._terms(text, self._lab_ambiguous)
+            if not any(c.start == s for c in found)
+        ]
+        if lower:
+            extra = []
+            for c in self._labs_from(text, lower):
+                line_start = text.rfind("\n", 0, c.start) + 1
+                line_end = text.find("\n", c.end)
+                line_end = len(text) if line_end == -1 else line_end
+                if sum(1 for f in found if line_start <= f.start < line_end) >= 2:
+                    extra.append(c)
+            found = _longest_first([*found, *extra])
+        return found
+
+    def _labs_from(self, text: str, matches: list[tuple[int, int, Term]]) -> list[Candidate]:
+        found = []
+        for s, e, term in matches:
+            m = ms.LAB_TAIL.match(text, e)
+            if m is None:
+                continue
+            definition = self.vocab.labs[term.canonical]
+            raw_value = re.sub(r"\s+", "", m.group("v"))
+            value: float | None
+            try:
+                value = float(raw_value.lstrip("<>="))
+            except ValueError:
+                value = None
+            unit = ms.normalise_lab_unit(m.group("u")) or ms.normalise_lab_unit(m.group("u2"))
+            if unit is None and value is not None:
+                unit = definition.unit
+            low = float(m.group("lo")) if m.group("lo") else None
+            high = float(m.group("hi")) if m.group("hi") else None
+            flag = ms.lab_flag(m.group("f"))
+            if flag is None and value is not None and low is not None and high is not None:
+                flag = "high" if value > high else "low" if value < low else "normal"
+            end = m.end()
+            while end > e and text[end - 1] in " \t(":
+                end -= 1
+            line_start = text.rfind("\n", 0, s) + 1
+            line_end = text.find("\n", end)
+            line = text[line_start : line_end if line_end != -1 else len(text)]
+            date = ms.DATE_RE.search(line)
+            c = Candidate(
+                "lab", s, end, "regex:labs", term.canonical, definition.loinc, anchor=(s, e),
+                data={
+                    "value": value, "value_text": raw_value, "unit": unit, "low": low, "high": high,
+                    "flag": flag, "date": ms.parse_date(date) if date else None,
+                },
+            )
+            found.append(c)
+        return _longest_first(found)
+
+    # -- medications and allergies -----------------------------------------------------------------
+    def _drug_mentions(self, text: str) -> list[tuple[int, int, str, str | None, bool]]:
+        """(start, end, generic name, MeSH id, from the dictionary) for each drug name."""
+
+        tokens = [(m.start(), m.end(), m.group()) for m in _TOKEN_RE.finditer(text)]
+        words = [t[2] for t in tokens]
+        mentions: list[tuple[int, int, str, str | None, bool]] = []
+        if words:
+            for data, first, last in self._find_drugs(words, is_ignore_case=True):
+                start, end = tokens[first][0], tokens[last - 1][1]
+                name = str(data.get("name", words[first])).lower()
+                if len(text[start:end]) < 3:
+                    continue
+                mentions.append((start, end, name, data.get("mesh_id"), True))
+        taken = [(s, e) for s, e, *_ in mentions]
+        for s, e, word in tokens:
+            generic = self.vocab.drug_aliases.get(word.lower())
+            if generic and not any(_overlaps((s, e), t) for t in taken):
+                mentions.append((s, e, generic, None, False))
+        # two-word aliases ("insulin glargine")
+        for alias, generic in self.vocab.drug_aliases.items():
+            if " " not in alias:
+                continue
+            for m in re.finditer(rf"(?<!\w){re.escape(alias)}(?!\w)", text, re.IGNORECASE):
+                span = (m.start(), m.end())
+                mentions = [x for x in mentions if not _within((x[0], x[1]), span)]
+                mentions.append((m.start(), m.end(), generic, None, False))
+        mentions.sort()
+        # combination products written with a hyphen or slash: "carbidopa-levodopa"
+        merged: list[tuple[int, int, str, str | None, bool]] = []
+        for mention in mentions:
+            if merged and _COMBINATION_JOIN.fullmatch(text[merged[-1][1] : mention[0]]):
+                prev = merged.pop()
+                joined = prev[2] if prev[2] == mention[2] else f"{prev[2]}-{mention[2]}"
+                merged.append((prev[0], mention[1], joined, None, prev[4] and mention[4]))
+            else:
+                merged.append(mention)
+        return merged
+
+    def _allergy_regions(self, text: str) -> list[tuple[int, int]]:
+        regions = []
+        for m in _ALLERGY_CUE.finditer(text):
+            end = text.find("\n", m.end())
+            end = len(text) if end == -1 else end
+            # an "Allergies:" header with the list on the following lines
+            if not text[m.end() : end].strip():
+                nxt = text.find("\n\n", end + 1)
+                end = len(text) if nxt == -1 else nxt
+            sentence = re.search(r"\.\s", text[m.end() : end])
+            if sentence:
+                end = m.end() + sentence.start()
+            regions.append((m.start(), end))
+        return regions
+
+    def medications_and_allergies(
+        self, text: str, allergy_regions: list[tuple[int, int]]
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        allergies: list[Candidate] = []
+        for m in _NKDA.finditer(text):
+            allergies.append(
+                Candidate("allergy", m.start(), m.end(), "regex:nkda", "no known drug allergies",
+                          data={"no_known": True})
+            )
+        nkda_spans = [(a.start, a.end) for a in allergies]
+
+        mentions = self._drug_mentions(text)
+        meds: list[Candidate] = []
+        substances: list[tuple[int, int, str, str | None, str]] = []
+        for start, end, name, mesh, _ in mentions:
+            if any(_within((start, end), r) for r in allergy_regions):
+                substances.append((start, end, name, mesh, "medication"))
+                continue
+            if any(_overlaps((start, end), s) for s in nkda_spans):
+                continue
+            meds.append(self._medication(text, start, end, name, mesh, mentions))
+
+        for start, end, term in self._terms(text, self._allergen_re):
+            if any(_within((start, end), r) for r in allergy_regions) and not any(
+                _overlaps((start, end), (s[0], s[1])) for s in substances
+            ):
+                substances.append((start, end, term.canonical, None, term.extra[0] if term.extra else "medication"))
+        substances.sort()
+
+        for i, (start, end, name, mesh, category) in enumerate(substances):
+            region = next(r for r in allergy_regions if _within((start, end), r))
+            nxt = substances[i + 1][0] if i + 1 < len(substances) else region[1]
+            tail_end = min(nxt, region[1])
+            tail = text[end:tail_end]
+            reactions: list[str] = []
+            last = end
+            for r in _REACTION_RE.finditer(tail):
+                reaction = _REACTIONS[r.group().lower()]
+                if reaction not in reactions:
+                    reactions.append(reaction)
+                last = end + r.end()
+            severity = _SEVERITY_RE.search(tail)
+            if severity:
+                last = max(last, end + severity.end())
+            allergies.append(
+                Candidate(
+                    "allergy", start, last, "lexicon:allergy", name, mesh, anchor=(start, end),
+                    data={
+                        "no_known": False, "category": category, "reactions": reactions,
+                        "severity": severity.group(1).lower().replace("life threatening", "severe")
+                        .replace("life-threatening", "severe") if severity else None,
+                    },
+                )
+            )
+        return meds, allergies
+
+    def _medication(
+        self, text: str, start: int, end: int, name: str, mesh: str | None,
+        mentions: list[tuple[int, int, str, str | None, bool]],
+    ) -> Candidate:
+        limit = len(text)
+        for other in mentions:
+            if other[0] >= end:
+                limit = other[0]
+                break
+        brk = _SENTENCE_BREAK.search(text, end, min(limit, end + 160))
+        window_end = brk.start() if brk else min(limit, end + 160)
+        window = text[end:window_end]
+        sig: Sig | None = parse_sig(window) if not _LAB_AFTER.match(window) else None
+        has_sig = sig is not None and any(
+            (sig.strength, sig.dose is not None, sig.route, sig.frequency, sig.prn, sig.duration)
+        )
+        span_end = end + (sig.end if sig and has_sig else 0)
+        line_start = max(text.rfind("\n", 0, start) + 1, start - 40)
+        before = text[line_start:start]
+        status = "active"
+        cues = list(_STATUS_BEFORE.finditer(before))
+        if cues:
+            last = cues[-1]
+            status = next(k for k, v in last.groupdict().items() if v)
+        after = _STATUS_AFTER.search(text[span_end:window_end + 40])
+        if after:
+            status = next(k for k, v in after.groupdict().items() if v)
+        status = {"hold": "on-hold"}.get(status, status)
+        return Candidate(
+            "medication", start, span_end, "dictionary:drugs" if mesh else "lexicon:drug_aliases", name, mesh,
+            anchor=(start, end), data={"sig": sig if has_sig else None, "status": status},
+        )
+
+
+def _longest_first(cands: list[Candidate]) -> list[Candidate]:
+    """Drop candidates overlapping an earlier-kept, longer (or earlier-listed) one of the same kind."""
+
+    order = sorted(enumerate(cands), key=lambda ic: (-(ic[1].end - ic[1].start), ic[0]))
+    kept: list[Candidate] = []
+    for _, c in order:
+        if not any(_overlaps((c.start, c.end), (k.start, k.end)) for k in kept):
+            kept.append(c)
+    return sorted(kept, key=lambda c: c.start)
