@@ -103,6 +103,9 @@ class ExtractionSettings(BaseModel):
     max_audio_seconds: float = Field(300.0, gt=0, description="Longest accepted audio")
     audio_chunk_s: float = Field(30.0, ge=5, le=30, description="Audio is transcribed in chunks this long")
     audio_decode_timeout_s: float = Field(120.0, gt=0, description="Longest ffmpeg may take to decode audio")
+    transcribe_inline_max_s: float = Field(
+        30.0, ge=0, description="POST /transcribe answers audio up to this long directly; longer becomes a job"
+    )
     speech_model: str = Field("whisper-tiny.en", description="Speech model name from models_config.json")
 
 
