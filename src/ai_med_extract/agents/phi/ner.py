@@ -66,13 +66,20 @@ class NerBackend(ABC):
                 if w not in lx.clinical and w not in lx.stop and w not in lx.drugs
                 and (w in lx.first_names or w in lx.surnames or w not in lx.english)
             ]  # fmt: skip
-            if not good or any(w in lx.frequent and w not in lx.first_names for w in lows):
+            if not good or any(w in lx.english and w not in lx.first_names for w in lows):
                 return None
+            if all(w in lx.english for w in lows):
+                return None
+            named = any(w in lx.first_names or w in lx.surnames for w in good)
+            if not named and not (len(words) >= 2 and all(w[:1].isupper() for w in words)):
+                return None  # an unknown word alone is more often shorthand or a misspelling
             return PhiSpan(start, end, PhiLabel.NAME, 0.7, f"ner.{self.name}")
         if label in ("GPE", "LOC", "FAC"):
             if any(w in _GPE_SKIP for w in lows):
                 return None
-            if all(w in lx.english and w not in lx.cities for w in lows):
+            if any(w in lx.english and w not in lx.cities and w not in lx.surnames for w in lows):
+                return None
+            if not any(w in lx.cities for w in lows) and " ".join(lows) not in lx.cities:
                 return None
             return PhiSpan(start, end, PhiLabel.LOCATION, 0.65, f"ner.{self.name}")
         return None
@@ -100,8 +107,10 @@ def doubtful_lines(
         if t.caps_line:
             doubt = low not in lx.english and (low in lx.first_names or low in lx.surnames or low in lx.cities)
         else:
-            doubt = t.capitalised and low not in lx.frequent and not (
-                sentence_start(text, t) and low in lx.english
+            doubt = (
+                t.capitalised
+                and low not in lx.english
+                and (low in lx.first_names or low in lx.surnames or low in lx.cities or not sentence_start(text, t))
             )
         if not doubt:
             continue
