@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,7 +32,7 @@ from .schema import (
 from .vocabulary import ICD10CM, LOINC, MESH, Vocabulary, load_vocabulary
 
 if TYPE_CHECKING:
-    from .llm import LLMCandidateSource
+    from .llm import LLMCandidateSource, Proposal
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ class ExtractorLimits:
 
 
 class MedicalExtractor:
-    """Built once (the medspaCy pipeline and lexicons take a couple of seconds), used for many notes.
+    """Built once per process and used for many notes.
 
+    The lexicons and the medspaCy pipeline take seconds to build, so they are built on first use
+    (once, under a lock) rather than at construction: an app that never extracts never pays for them.
     ``llm`` is optional: without it only the rules mode is available.
     """
 
@@ -68,14 +71,45 @@ class MedicalExtractor:
         llm: LLMCandidateSource | None = None,
         limits: ExtractorLimits | None = None,
     ) -> None:
-        self.vocabulary = vocabulary or load_vocabulary()
-        self.detectors = RuleDetectors(self.vocabulary)
-        self.context = ClinicalContext()
+        self._vocabulary = vocabulary
+        self._detectors: RuleDetectors | None = None
+        self._context: ClinicalContext | None = None
+        self._lock = threading.Lock()
         self.llm = llm
         self.limits = limits or ExtractorLimits()
 
+    def warm_up(self) -> None:
+        """Build the lexicons and the medspaCy pipeline now (blocking)."""
+
+        if self._context is not None:
+            return
+        with self._lock:
+            if self._context is None:
+                vocabulary = self._vocabulary or load_vocabulary()
+                self._detectors = RuleDetectors(vocabulary)
+                self._vocabulary = vocabulary
+                self._context = ClinicalContext()
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        self.warm_up()
+        assert self._vocabulary is not None
+        return self._vocabulary
+
+    @property
+    def detectors(self) -> RuleDetectors:
+        self.warm_up()
+        assert self._detectors is not None
+        return self._detectors
+
+    @property
+    def context(self) -> ClinicalContext:
+        self.warm_up()
+        assert self._context is not None
+        return self._context
+
     # -- public API ---------------------------------------------------------------------------------
-    def extract(self, text: str, *, extra: list[Candidate] | None = None) -> MedicalExtraction:
+    def extract(self, text: str, *, extra: list[Proposal] | None = None) -> MedicalExtraction:
         """Rules mode (blocking: call from a worker thread inside async code)."""
 
         if len(text) > self.limits.max_chars:
@@ -85,8 +119,10 @@ class MedicalExtractor:
                 details={"chars": len(text), "max_chars": self.limits.max_chars},
             )
         candidates = self.detectors.detect(text)
-        if extra:
-            candidates.extend(c for c in extra if not _duplicate(c, candidates))
+        for proposal in extra or ():
+            cand = self.detectors.from_proposal(text, proposal.kind, proposal.start, proposal.end, proposal.detector)
+            if cand is not None and not _duplicate(cand, candidates):
+                candidates.append(cand)
         result = self._assemble(text, candidates)
         return result
 

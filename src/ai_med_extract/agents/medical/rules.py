@@ -390,6 +390,48 @@ class RuleDetectors:
         )
 
 
+    def from_proposal(self, text: str, kind: str, start: int, end: int, detector: str) -> Candidate | None:
+        """A candidate for a span proposed by another detector (the LLM), read with the same rules.
+
+        Labs and vitals need a value the rules can read in the span; others take their name from it.
+        """
+
+        surface = text[start:end]
+        name = re.sub(r"\s+", " ", surface.strip().lower())
+        if not name:
+            return None
+        if kind in ("problem", "procedure"):
+            return Candidate(kind, start, end, detector, name)
+        if kind == "medication":
+            mentions = self._drug_mentions(surface)
+            if mentions:
+                s, e, generic, mesh, _ = mentions[0]
+                cand = self._medication(text, start + s, start + e, generic, mesh, [])
+            else:
+                first = re.match(r"[A-Za-z][\w-]*", surface)
+                if first is None:
+                    return None
+                cand = self._medication(text, start, start + first.end(), first.group().lower(), None, [])
+            cand.detector = detector
+            return cand
+        if kind == "allergy":
+            return Candidate("allergy", start, end, detector, name,
+                             data={"no_known": False, "category": None, "reactions": [], "severity": None})
+        if kind == "lab":
+            for cand in self.labs(surface):
+                cand.start, cand.end = cand.start + start, cand.end + start
+                cand.anchor = (cand.anchor[0] + start, cand.anchor[1] + start) if cand.anchor else None
+                cand.detector = detector
+                return cand
+            return None
+        if kind == "vital":
+            for cand in self.vitals(surface):
+                cand.start, cand.end = cand.start + start, cand.end + start
+                cand.detector = detector
+                return cand
+        return None
+
+
 def _longest_first(cands: list[Candidate]) -> list[Candidate]:
     """Drop candidates overlapping an earlier-kept, longer (or earlier-listed) one of the same kind."""
 
