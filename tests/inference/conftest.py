@@ -73,3 +73,10 @@ async def make_pool(tmp_path: Path) -> AsyncIterator[Callable[..., ModelPool]]:
     yield make
     for pool in pools:
         await pool.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_transformers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.inference.tiny_models import write_tiny_transformers
+
+    return write_tiny_transformers(tmp_path_factory.mktemp("hf") / "tiny-llama")

@@ -94,3 +94,53 @@ def write_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+CORPUS = [
+    "the patient is well and was discharged home",
+    "chest pain with raised troponin treated with aspirin",
+    "pneumonia treated with amoxicillin and oxygen",
+    "blood pressure heart rate temperature respiratory rate",
+]
+
+
+def write_tiny_transformers(folder: Path, *, seed: int = 0) -> Path:
+    """A random-weight Llama causal LM saved from a config, with a small byte-level BPE tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS * 10, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="<|im_end|>", pad_token="</s>"
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # control tokens never win greedy decoding: generations run to max_tokens
+        model.lm_head.weight[: len(special)] = 0.0
+        model.lm_head.weight[len(special) :] *= 20.0
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
