@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MB = 1024 * 1024
 _DONE = object()
+_WITHOUT_LOCAL_WEIGHTS = (ModelType.fallback, ModelType.openai)  # outside the count and memory limits
 
 
 @dataclass(eq=False)
@@ -84,7 +85,7 @@ class _Slot:
 
     @property
     def counts_toward_limits(self) -> bool:
-        return self.entry.type is not ModelType.fallback
+        return self.entry.type not in _WITHOUT_LOCAL_WEIGHTS
 
 
 class ModelPool:
@@ -484,6 +485,8 @@ class ModelPool:
     async def _check_context(self, slot: _Slot, backend: TextBackend, req: GenerationRequest) -> int:
         prompt_tokens = await self._blocking(backend.prompt_tokens, req)
         window = backend.context_window()
+        if prompt_tokens < 0:  # a remote model without a tokenizer: the server checks
+            return 0
         if prompt_tokens + req.max_tokens > window:
             raise ContextOverflow(
                 model=slot.name, prompt_tokens=prompt_tokens, max_tokens=req.max_tokens, context_window=window
@@ -660,7 +663,7 @@ class ModelPool:
         source = await loop.run_in_executor(self._executor, self._resolve, entry)
         estimate = source.size_bytes() if source is not None else 0
         limit = self.profile.max_memory_mb * MB
-        counts = entry.type is not ModelType.fallback
+        counts = entry.type not in _WITHOUT_LOCAL_WEIGHTS
         if counts and estimate > limit:
             raise ModelTooLarge(
                 f"model {entry.name!r} needs about {estimate // MB} MB, more than the pool's "
