@@ -21,11 +21,11 @@ RELATIVES = frozenset({
     "grandfather", "grandchild", "aunt", "uncle", "cousin", "friend", "fiance", "fiancee", "partner",
     "boyfriend", "girlfriend", "neighbor", "neighbour", "hcp", "proxy", "guardian", "sibling", "dtr",
     "dau", "spouse", "caregiver", "companion", "stepson", "stepdaughter", "godson", "goddaughter",
-    "grandma", "grandpa",
+    "grandma", "grandpa", "spokesperson", "neice", "nephews", "nieces", "daughter-in-law", "son-in-law",
 })  # fmt: skip
 CREDENTIALS = frozenset({
     "rn", "rrt", "np", "md", "lpn", "cna", "pa-c", "msw", "licsw", "lcsw", "rd", "bsn", "pharmd", "slp",
-    "otr", "dpt", "crnp", "aprn", "cnm", "rph", "ccrn",
+    "otr", "dpt", "crnp", "aprn", "cnm", "rph", "ccrn", "crt", "cpt", "rrt-nps",
 })  # fmt: skip
 # words that may join two names after a cue: "Drs Smith and Jones"
 _JOIN = frozenset({"and", "&", "or"})
@@ -62,10 +62,10 @@ class NameFinder:
         return 0.5  # unknown word: a rare surname, or a misspelling
 
     def _accept(self, t: Token, strong: bool) -> bool:
-        if self._stop(t):
-            return False
         if len(t.low) == 1:
             return True  # an initial; the caller checks what follows
+        if self._stop(t):
+            return False
         if strong:
             return t.low not in self.lx.clinical or t.capitalised
         ev = self.evidence(t)
@@ -87,6 +87,8 @@ class NameFinder:
             g = gap(text, toks[j - 1], toks[j])
             if len(g) > 3 or (not first and _BREAK.search(g) and len(toks[j - 1].low) > 1):
                 break
+            if g == "." and len(toks[j - 1].low) > 1:
+                break
             if "\n" in g:
                 break
             t = toks[j]
@@ -98,7 +100,11 @@ class NameFinder:
                     j += 1
                     continue
                 break
-            if not self._accept(t, strong if first else False):
+            follows_name = (
+                not first and t.proper and toks[j - 1].proper and t.low not in self.lx.frequent
+                and t.low not in self.lx.clinical and not self._stop(t)
+            )
+            if not follows_name and not self._accept(t, strong if first else False):
                 # a second word right after a strong cue ("Dr. Art White") gets the lenient test
                 if not (first is False and strong and taken == 1 and self._accept_second(t)):
                     break
@@ -112,9 +118,11 @@ class NameFinder:
         return taken
 
     def _accept_second(self, t: Token) -> bool:
-        if self._stop(t) or t.low in self.lx.clinical:
+        if self._stop(t) or t.low in self.lx.clinical or t.low in self.lx.drugs:
             return False
-        return t.capitalised and (t.proper or self.evidence(t) >= 0.3)
+        if not t.capitalised:
+            return t.low not in self.lx.english and len(t.low) > 2
+        return t.proper or self.evidence(t) >= 0.3
 
     def find(self, text: str, toks: list[Token]) -> list[PhiSpan]:
         out: list[PhiSpan] = []
@@ -125,12 +133,12 @@ class NameFinder:
                 nxt = toks[i + 1] if i + 1 < n else None
                 if nxt is None:
                     continue
-                if low == "np" and not (nxt.proper or (nxt.caps_line and self.evidence(nxt) >= 0.6)):
+                if low == "np" and not (nxt.proper or (nxt.caps_line and self.evidence(nxt) >= 0.5)):
                     continue  # "2L NP" is a nasal prong
-                if low in ("ms", "miss") and not (
-                    t.text in ("Ms", "Miss") or text[t.end : t.end + 1] == "."
-                ) and self.evidence(nxt) < 0.6:
+                if low in ("ms", "miss") and (self.evidence(nxt) < 0.5 or nxt.low in self.lx.english):
                     continue  # "ms" is also mental status / multiple sclerosis
+                if low == "np" and gap(text, t, nxt) != " ":
+                    continue
                 self._take_after(text, toks, i, True, out, 0.95, "cue.title")
             elif low in RELATIVES:
                 j = i
@@ -144,8 +152,68 @@ class NameFinder:
                 self._relative(text, toks, j, out)
             elif low in CREDENTIALS:
                 self._signature(text, toks, i, out)
+                if low == "md" and i + 1 < n and gap(text, t, toks[i + 1]) == " ":
+                    nxt = toks[i + 1]
+                    ev = self.evidence(nxt)
+                    if not self._stop(nxt) and nxt.low not in self.lx.english and ev >= 0.5:
+                        out.append(PhiSpan(nxt.start, nxt.end, PhiLabel.NAME, 0.75, "cue.title"))
         self._bigrams(text, toks, out)
+        self._initials(text, toks, out)
+        self._before_relation(text, toks, out)
         return out
+
+    def _initials(self, text: str, toks: list[Token], out: list[PhiSpan]) -> None:
+        """"D. Phyl", "K. ABRAMS", "q. lander": an initial, a full stop, then a name-like word."""
+        lx = self.lx
+        for a, b in zip(toks, toks[1:], strict=False):
+            if len(a.low) != 1 or gap(text, a, b) not in (". ", "."):
+                continue
+            if a.start > 0 and (text[a.start - 1].isalnum() or text[a.start - 1] in "/.'&-"):
+                continue  # "u/o", "a.m.", "90's."
+            if a.low in ("r", "l", "s", "c", "g") and b.low not in lx.first_names and b.low not in lx.surnames:
+                continue  # right/left, "C. diff", "G.U."
+            if b.low in lx.clinical or b.low in lx.drugs or self._stop(b) or len(b.low) < 3:
+                continue
+            if text[b.end : b.end + 1].isdigit() or text[b.end : b.end + 1] in "-/":
+                continue
+            named = b.low in lx.surnames or b.low in lx.first_names
+            if b.low in lx.english and not named:
+                continue
+            if not named and not (b.proper and len(b.low) > 3):
+                continue
+            if b.low in lx.frequent:
+                continue
+            out.append(PhiSpan(a.start, a.end, PhiLabel.NAME, 0.75, "cue.initial"))
+            out.append(PhiSpan(b.start, b.end, PhiLabel.NAME, 0.75, "cue.initial"))
+
+    def _before_relation(self, text: str, toks: list[Token], out: list[PhiSpan]) -> None:
+        """"URSLA MORETTI (DAUGHTER)", "Nancy Smith, his niece", "KEEP ROMERO FAMILY AWARE"."""
+        lx = self.lx
+        for i, t in enumerate(toks):
+            if i == 0:
+                continue
+            g = gap(text, toks[i - 1], t)
+            rel = t.low in RELATIVES and "(" in g
+            rel = rel or (t.low in RELATIVES and toks[i - 1].low in ("his", "her") and i > 1)
+            fam = t.low == "family" and g == " "
+            if not (rel or fam):
+                continue
+            k = i - 1 if toks[i - 1].low not in ("his", "her") else i - 2
+            taken = 0
+            while k >= 0 and taken < 3:
+                c = toks[k]
+                if self._stop(c) or c.low in lx.clinical or c.low in lx.drugs:
+                    break
+                ev = self.evidence(c)
+                if ev < 0.5 and not (c.proper and ev >= 0.3):
+                    break
+                if c.low in lx.english or not (c.low in lx.surnames or c.low in lx.first_names):
+                    break
+                out.append(PhiSpan(c.start, c.end, PhiLabel.NAME, 0.75, "cue.relative"))
+                taken += 1
+                if k == 0 or gap(text, toks[k - 1], c) != " ":
+                    break
+                k -= 1
 
     def _relative(self, text: str, toks: list[Token], i: int, out: list[PhiSpan]) -> None:
         j = i + 1
@@ -161,7 +229,11 @@ class NameFinder:
         is_first = t.low in self.lx.first_names
         if t.low in self.lx.english and not is_first:
             return
-        if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5)):
+        unknown = (
+            t.low not in self.lx.english and t.low not in self.lx.drugs and len(t.low) > 3 and not t.caps_line
+            and "-" not in t.low
+        )
+        if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5) or unknown):
             return
         out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, 0.9, "cue.relative"))
         # surname right after
@@ -188,7 +260,8 @@ class NameFinder:
         # "per ... RN": only the words that carry name evidence, nearest first
         taken = []
         for c in cand:
-            if self._stop(c) or c.low in self.lx.clinical or c.low in CREDENTIALS:
+            initial = len(c.low) == 1 and text[c.end : c.end + 1] == "."
+            if not initial and (self._stop(c) or c.low in self.lx.clinical or c.low in CREDENTIALS):
                 break
             if signature_line or len(c.low) == 1 or self._accept(c, False):
                 taken.append(c)

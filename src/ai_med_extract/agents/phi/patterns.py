@@ -28,9 +28,9 @@ _YEAR = r"(?:(?:18|19|20)\d\d|'?\d\d)"
 
 # Words before a bare number pair that make it a measurement, not a date ("pain 3/10", "BP 120/80").
 _NOT_DATE_BEFORE = re.compile(
-    r"(?:pain|score|strength|power|grade|ratio|bp|nbp|abp|art|pap|pa|cvp|map|peep|ps|ie|i:e|vt|"
-    r"rate|x|of|gcs|murmur|sbp|dbp|hr|rr|o2|fio2|sat|sats|spo2|vent|ac|imv|simv|cpap|bipap|"
-    r"mg|mcg|units?|ml|cc|tab|tabs|dose|doses|abg|vbg|wbc|hct|plt|k|na|cr|bun|glucose|lytes)"
+    r"\b(?:pain|score|strength|power|grade|ratio|bp|nbp|abp|art|pap|pa|cvp|map|peep|ps|ie|i:e|vt|"
+    r"rate|x|of|gcs|murmur|sbp|dbp|hr|rr|o2|fio2|sat|sats|spo2|vent|imv|simv|cpap|bipap|"
+    r"mg|mcg|units?|ml|cc|tab|tabs|abg|vbg|wbc|hct|plt|k|na|cr|bun|glucose|lytes)"
     r"\W{0,3}$",
     _I,
 )
@@ -56,7 +56,7 @@ def _span(m: re.Match[str], label: PhiLabel, score: float, detector: str, group:
 
 # --- dates --------------------------------------------------------------------------------------
 
-_NUMERIC_DATE = re.compile(r"(?<![\w./-])(\d{1,4})([/.-])(\d{1,2})(?:\2(\d{2}|\d{4}))?(?![\w/]|\.\d|-\d)")
+_NUMERIC_DATE = re.compile(r"(?<![\d./])(?<!\d-)(\d{1,4})([/.-])(\d{1,2})(?:\2(\d{2}|\d{4}))?(?![\w/]|\.\d|-\d)")
 _TEXT_DATE = re.compile(
     rf"(?<![\w])(?:(?P<d1>{_ORD})(?:\s*(?:->|-|to)\s*(?P<d1b>{_ORD}))?\s*(?:of\s+)?(?P<m1>{_MONTH})\.?"
     rf"|(?P<m2>{_MONTH})\.?\s*(?P<d2>{_ORD})(?:\s*(?:->|-|to)\s*(?P<d2b>{_ORD}))?(?![\w/:]))"
@@ -97,6 +97,16 @@ def find_dates(text: str) -> Iterator[PhiSpan]:
         if len(a) > 2:
             continue
         mo, d = int(a), int(b)
+        glued = m.start() > 0 and text[m.start() - 1].isalpha()
+        if (glued and not y) or (glued and text[m.start() - 1] in "xX"):
+            continue  # "x10/5", "q4/6", "700x10/10/40"
+        if text[m.end() : m.end() + 1] == "%":
+            continue  # ventilator settings "10/5/50%"
+        if not y and 1 <= mo <= 12 and len(b) == 2 and d >= 32 and sep == "/":
+            before = text[max(0, m.start() - 12) : m.start()]
+            if not _NOT_DATE_BEFORE.search(before) and not _NOT_DATE_AFTER.match(text[m.end() : m.end() + 16]):
+                yield _span(m, PhiLabel.DATE, 0.85, "pattern.date")  # month/year: "12/93"
+            continue
         if not _valid_md(mo, d):
             # day/month order is rare in these notes but accept it when unambiguous
             if not (y and _valid_md(d, mo)):
@@ -115,11 +125,15 @@ def find_dates(text: str) -> Iterator[PhiSpan]:
             if after.startswith(("/", "%")):
                 continue
             wide = text[max(0, m.start() - 30) : m.start()].lower()
-            if b == "10" and re.search(r"pain|\bcp\b|discomfort|\bha\b|headache|scale", wide):
+            ahead = text[m.end() : m.end() + 24].lower()
+            if b == "10" and re.search(r"pain|\bcp\b|discomfort|\bha\b|headache|scale", wide + " " + ahead):
                 continue
-            if mo == d and not re.search(r"(?:admit\w*|since|dated?|d/c'?d?|on)\W{0,2}$", before, _I):
+            if mo == d and not re.search(r"(?:admit\w*|since|dated?|d/c'?d?)\W{0,2}$", before, _I):
                 continue  # "5/5 strength", "10/10"
-            if re.search(r"\b(?:psv|ps|cpap|peep|bipap|wean\w*(?: down)? to|settings?)\W{0,12}$", wide):
+            strong_cue = re.search(r"\b(?:on|since|admit\w*|dated?|from)\W{0,2}$", before, _I)
+            if not strong_cue and re.search(
+                r"\b(?:psv|ps|cpap|peep|bipap|wean\w*|settings?|vent|flowby|flow-by|ac|a/c|simv|imv)\b", wide
+            ):
                 continue
             frac = (mo, d) in {(1, 2), (1, 3), (2, 3), (1, 4), (3, 4), (1, 8), (1, 5)}
             if frac and not _DATE_CUE_BEFORE.search(before):
@@ -175,9 +189,9 @@ def find_ages(text: str) -> Iterator[PhiSpan]:
 # --- contact: phone, fax, pager, email, url, ip -------------------------------------------------
 
 _PHONE = re.compile(
-    r"(?<![\w/.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]?)\d{3}[\s.-]\d{4}(?![\w/-]|\.\d)"
+    r"(?<![\w/.])(?<!\d-)(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]?)\d{3}[\s.-]\d{4}(?![\w/-]|\.\d)"
 )
-_PHONE7 = re.compile(r"(?<![\w/.-])\d{3}[\s.-]\d{4}(?![\w/-]|\.\d)")
+_PHONE7 = re.compile(r"(?<![\w/.])(?<!\d-)\d{3}[\s.-]\d{4}(?![\w/-]|\.\d)")
 _PHONE_CUE = re.compile(
     r"\b(?:pager|beeper|pg|bp#|page|phone|ph|tel|telephone|cell|cellular|mobile|home|work|office|"
     r"contact|call|reached|number|no|fax|extension|ext|x)\b\W{0,6}(?:number\W{0,4}|#\W{0,3})?$",

@@ -14,7 +14,7 @@ from ai_med_extract.agents.phi.types import PhiLabel, PhiSpan
 FACILITY_WORDS = frozenset({
     "hospital", "hosp", "medical", "center", "centre", "rehab", "rehabilitation", "clinic", "infirmary",
     "hospice", "house", "manor", "campus", "memorial", "healthcare", "home", "institute",
-    "sanatorium", "asylum", "lodge", "pavilion", "vna",
+    "sanatorium", "asylum", "lodge", "pavilion", "vna", "regional",
 })  # fmt: skip
 # words that commonly make up facility names (general knowledge, not from any note)
 NAME_WORDS = frozenset({
@@ -23,7 +23,7 @@ NAME_WORDS = frozenset({
     "sinai", "providence", "deaconess", "beth", "israel", "children's", "childrens", "women's", "regional",
     "community", "county", "city", "state", "valley", "hill", "hills", "lake", "river", "park", "north",
     "south", "east", "west", "grace", "hope", "trinity", "redeemer", "faith", "harbor", "bay", "spring",
-    "springs", "pines", "oaks", "meadows", "view", "kindred", "christ", "cardinal", "st.",
+    "springs", "pines", "oaks", "meadows", "view", "kindred", "christ", "cardinal", "st.", "memorial",
 })  # fmt: skip
 _GENERIC_BEFORE = frozenset({
     "the", "a", "an", "this", "that", "outside", "other", "another", "same", "local", "nursing", "acute",
@@ -38,7 +38,7 @@ _LIVE_CUE = re.compile(
 )
 _MOVE_CUE = re.compile(
     r"\b(?:transfer(?:red|ring)?|tx(?:'?d)?|trans|sent|admitted|adm|came|brought|arrived|returned|"
-    r"discharged|d/c(?:'?d)?|dc(?:'?d)?|going|go|screened|accepted|called|flown|med-?flighted|"
+    r"discharged|d/c(?:'?d)?|dc(?:'?d)?|going|go|screened|accepted|called|flown|med-?flighted|taken|"
     r"transported|back)\s+(?:in|back\s+)?(?:to|from|into|at)\s+(?:the\s+)?$",
     re.IGNORECASE,
 )
@@ -58,6 +58,14 @@ _STATES_FULL = frozenset({
 })  # fmt: skip
 
 
+# acronyms of hospitals and medical centres: "...H" (hospital), "...MC" (medical centre), "...HC", "VA..."
+_HOSPITAL_ACRONYM = re.compile(r"[A-Z]{0,3}(?:H|MC|HC|MH)|VA[A-Z]{0,3}|[A-Z]{1,3}VA")
+HOSPITAL_PHRASES = frozenset({
+    "holy cross", "sacred heart", "good samaritan", "mount sinai", "mt sinai", "holy family", "holy name",
+    "holy spirit", "beth israel", "mercy medical", "shriners hospital", "kindred hospital",
+})  # fmt: skip
+
+
 class PlaceFinder:
     def __init__(self, lexicon: Lexicon) -> None:
         self.lx = lexicon
@@ -72,7 +80,9 @@ class PlaceFinder:
         if t.proper:
             return True
         if t.caps_line:
-            return low not in self.lx.english and low not in self.lx.drugs and len(low) > 1
+            return (low not in self.lx.english or low in self.lx.first_names or low in self.lx.cities) and (
+                low not in self.lx.drugs and len(low) > 1
+            )
         return False
 
     def find(self, text: str, toks: list[Token]) -> list[PhiSpan]:
@@ -114,15 +124,42 @@ class PlaceFinder:
                         out.append(PhiSpan(x.start, x.end, PhiLabel.HOSPITAL, 0.85, "cue.facility"))
                     if low == "memorial" or (low in ("center", "medical") and t.proper):
                         out.append(PhiSpan(t.start, t.end, PhiLabel.HOSPITAL, 0.85, "cue.facility"))
-            # "St Mary", "Saint Agnes"
+            # hospital acronyms: "GH", "GBMC", "MGH" after to/at/from/by
+            if (
+                i > 0 and toks[i - 1].low in ("to", "at", "from", "by", "into", "@")
+                and _HOSPITAL_ACRONYM.fullmatch(t.text) and low not in lx.clinical and low not in lx.english
+                and low != "ph" and text[t.start - 1 : t.start] == " "
+                and not re.match(r"[\d/]", text[t.end : t.end + 1])
+            ):
+                out.append(PhiSpan(t.start, t.end, PhiLabel.HOSPITAL, 0.75, "cue.acronym"))
+            # "U Maryland", "University of Chicago"
+            if (
+                low in ("u", "univ", "university") and t.capitalised and i + 1 < n
+                and text[t.start - 1 : t.start] in ("", " ", "\n") and gap(text, t, toks[i + 1]) in (" ", " of ")
+            ):
+                k = i + 1
+                if toks[k].low == "of" and k + 1 < n:
+                    k += 1
+                nx = toks[k]
+                if (
+                    nx.capitalised and nx.low not in lx.stop and nx.low not in lx.clinical and len(nx.low) > 2
+                    and (nx.low in lx.cities or nx.low in _STATES_FULL or nx.low not in lx.english)
+                    and nx.low not in lx.drugs
+                ):
+                    out.append(PhiSpan(t.start, nx.end, PhiLabel.HOSPITAL, 0.8, "cue.university"))
+            if i + 1 < n and f"{low} {toks[i + 1].low}" in HOSPITAL_PHRASES and gap(text, t, toks[i + 1]) == " ":
+                out.append(PhiSpan(t.start, toks[i + 1].end, PhiLabel.HOSPITAL, 0.8, "cue.facility"))
+            # "St Mary", "Saint Agnes", "St A."
             if low in ("st", "saint") and t.capitalised and not t.caps_line and i + 1 < n:
                 nx = toks[i + 1]
-                if gap(text, t, nx) in (" ", ". ") and nx.capitalised and nx.low not in lx.stop:
+                if gap(text, t, nx) in (" ", ". ") and nx.capitalised and (
+                    nx.low not in lx.stop or len(nx.low) == 1
+                ):
                     out.append(PhiSpan(t.start, nx.end, PhiLabel.HOSPITAL, 0.85, "cue.saint"))
             # ward: "to Quartermain 2", "per Quartermain 3 RN"
-            if i > 0 and toks[i - 1].low in ("to", "from", "per", "into") and (
+            if i > 0 and toks[i - 1].low in ("to", "from", "per", "into", "on", "transfer", "at") and (
                 low not in lx.english and low not in lx.clinical and low not in lx.drugs and len(low) > 3
-                and t.capitalised
+                and low not in lx.first_names
             ):
                 after = text[t.end : t.end + 5]
                 m = re.match(r"\s?\d{1,2}(?![.\d/%-])\b", after)
@@ -167,7 +204,10 @@ class PlaceFinder:
             if len(x.low) < 2 or "icu" in x.low:
                 break
             if x.caps_line:
-                ok = self._namey(x) and (x.low in lx.cities or x.low in lx.surnames or live)
+                ok = self._namey(x) and (
+                    x.low in lx.cities or x.low in lx.surnames or live or x.low not in lx.english
+                    or (bool(taken) and x.low in NAME_WORDS)
+                )
             else:
                 ok = self._namey(x) or (live and x.low not in lx.stop and x.low not in lx.clinical)
             if not ok:

@@ -93,13 +93,16 @@ class PhiScrubber:
                 continue
             for m in re.finditer(r"[A-Za-z][A-Za-z'-]+", text[s.start : s.end]):
                 low = m.group(0).lower()
-                if len(low) < 3 or low in lx.english or low in lx.clinical or low in lx.stop or low in lx.drugs:
+                short = len(low) < 3 and not (s.detector == "cue.acronym" and len(low) == 2)
+                if short or low in lx.english or low in lx.clinical or low in lx.stop or low in lx.drugs:
                     continue
                 found.setdefault(low, s.label)
         if not found:
             return []
         return [
-            PhiSpan(t.start, t.end, found[t.low], 0.7, "propagation") for t in toks if t.low in found
+            PhiSpan(t.start, t.end, found[t.low], 0.7, "propagation")
+            for t in toks
+            if t.low in found and not text[t.end : t.end + 1].isdigit()
         ]
 
     # --- scrubbing ---------------------------------------------------------------------------

@@ -62,4 +62,4 @@ def gap(text: str, a: Token, b: Token) -> str:
 def sentence_start(text: str, tok: Token) -> bool:
     """True when the token opens a sentence or a line (capitals say little there)."""
     before = text[max(0, tok.start - 6) : tok.start].rstrip(" \t")
-    return before == "" or before.endswith(("\n", ".", ":", "!", "?", ";", "-", ">", "*", ")"))
+    return before == "" or before.endswith(("\n", ".", ":", "!", "?", ";", "-", ">", "*", ")", '"'))
