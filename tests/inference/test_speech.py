@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from ai_med_extract.errors import BadRequest
+from ai_med_extract.inference.errors import DownloadDisabled
+from ai_med_extract.inference.types import Fallback
 
 WHISPER_ENTRY = {
     "name": "whisper-tiny.en",
@@ -54,3 +56,73 @@ async def test_audio_must_be_a_one_dimensional_array(make_pool):
         await pool.transcribe(np.zeros((2, 16000), dtype=np.float32))
 
     assert caught.value.code == "AUDIO_INVALID"
+
+
+def write_random_whisper(path: Path) -> Path:
+    """An openai-whisper checkpoint with random weights and tiny dimensions (English vocabulary)."""
+    from dataclasses import asdict
+
+    import torch
+    import whisper
+    from whisper.model import ModelDimensions
+
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=32,
+        n_audio_head=2,
+        n_audio_layer=1,
+        n_vocab=51864,
+        n_text_ctx=64,
+        n_text_state=32,
+        n_text_head=2,
+        n_text_layer=1,
+    )
+    torch.manual_seed(0)
+    model = whisper.model.Whisper(dims)
+    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_random_whisper(tmp_path_factory.mktemp("whisper") / "random.pt")
+
+
+async def test_openai_whisper_loads_a_checkpoint_and_transcribes(make_pool, random_whisper: Path, dictation):
+    entry = {"name": "ow", "type": "openai-whisper", "path": str(random_whisper), "language": "en"}
+    pool = make_pool({"speech_models": [entry]})
+
+    transcript = await pool.transcribe(dictation[: 16000 * 2], model="ow")
+
+    assert transcript.backend == "openai-whisper" and transcript.model == "ow" and transcript.language == "en"
+    assert all(s.end_s >= s.start_s for s in transcript.segments)  # random weights: the words are noise
+    assert pool.describe_model("ow")["memory_mb"] > 0
+
+
+async def test_missing_whisper_checkpoint_offline_names_the_folder_and_falls_back(
+    make_pool, tmp_path: Path, dictation
+):
+    pool = make_pool(
+        {
+            "speech_models": [
+                {
+                    "name": "ow",
+                    "type": "openai-whisper",
+                    "checkpoint": "tiny.en",
+                    "fallback": "whisper-tiny.en",
+                },
+                WHISPER_ENTRY,
+            ]
+        }
+    )
+
+    with pytest.raises(DownloadDisabled) as caught:
+        await pool.load("ow")
+    transcript = await pool.transcribe(dictation, model="ow")
+
+    assert (
+        str(tmp_path / "models" / "whisper") in caught.value.message and "tiny.en.pt" in caught.value.message
+    )
+    assert transcript.model == "whisper-tiny.en"
+    assert transcript.fallbacks == (Fallback("ow", "whisper-tiny.en", "DOWNLOAD_DISABLED"),)

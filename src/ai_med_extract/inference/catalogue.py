@@ -74,13 +74,20 @@ class ModelEntry(BaseModel):
     device: str | None = Field(None, description="Force a device: cpu, cuda, mps, GPU (OpenVINO)")
     compute_type: str | None = Field(None, description="faster-whisper: int8, float16 ...")
     language: str | None = Field(None, description="Speech: language code (None: detect)")
+    checkpoint: str | None = Field(
+        None,
+        description="openai-whisper: official checkpoint name (tiny.en, base ...), fetched by openai-whisper "
+        "into the model cache when runtime downloads are allowed",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra backend keyword arguments")
 
     @model_validator(mode="after")
     def _has_a_source(self) -> Self:
-        needs_weights = self.type not in (ModelType.fallback, ModelType.openai)
+        needs_weights = self.type not in (ModelType.fallback, ModelType.openai) and not (
+            self.type is ModelType.openai_whisper and self.checkpoint
+        )
         if needs_weights and not (self.path or self.package or self.repo_id):
-            raise ValueError(f"model {self.name!r} ({self.type}) needs one of path, package or repo_id")
+            raise ValueError(f"model {self.name!r} ({self.type.value}) needs one of path, package or repo_id")
         if self.package and not self.filename and self.type is ModelType.gguf:
             raise ValueError(f"model {self.name!r}: package sources need filename")
         if self.type is ModelType.openai and not self.base_url:

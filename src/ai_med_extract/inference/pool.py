@@ -634,6 +634,8 @@ class ModelPool:
     def _resolve(self, entry: ModelEntry) -> ResolvedSource | None:
         if entry.type in (ModelType.fallback, ModelType.openai):
             return None
+        if entry.type is ModelType.openai_whisper and entry.checkpoint and not (entry.path or entry.package):
+            return None  # openai-whisper finds or fetches its own checkpoint
         if not self.catalogue.runtime_behavior.cache_runtime_downloads and self._download_dir is None:
             self._download_dir = Path(tempfile.mkdtemp(prefix="ame-models-"))
         return resolve(
@@ -672,7 +674,15 @@ class ModelPool:
             )
         if counts:
             await self._make_room(estimate)
-        backend = cls(LoadContext(entry=entry, source=source, profile=self.profile, cache_dir=self.cache_dir))
+        backend = cls(
+            LoadContext(
+                entry=entry,
+                source=source,
+                profile=self.profile,
+                cache_dir=self.cache_dir,
+                allow_downloads=self.catalogue.runtime_behavior.allow_runtime_downloads,
+            )
+        )
         rss_before = self._process.memory_info().rss
         gpu_before = _gpu_allocated()
         began = time.perf_counter()

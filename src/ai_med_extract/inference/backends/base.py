@@ -43,6 +43,7 @@ class LoadContext:
     source: ResolvedSource | None  # None for backends without weights (fallback, openai)
     profile: Profile
     cache_dir: Path
+    allow_downloads: bool = False
 
 
 class Backend(ABC):
