@@ -67,10 +67,22 @@ class WordSet(frozenset[str]):
         return False
 
 
+class NameSet(frozenset[str]):
+    """Census names, also found when written with an apostrophe or hyphen ("o'brien" -> OBRIEN)."""
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str):
+            return False
+        if super().__contains__(word):
+            return True
+        bare = word.replace("'", "").replace("’", "")
+        return bare != word and super().__contains__(bare)
+
+
 @dataclass(frozen=True, slots=True)
 class Lexicon:
-    first_names: frozenset[str]
-    surnames: frozenset[str]
+    first_names: NameSet
+    surnames: NameSet
     english: WordSet  # ordinary lowercase words (not proper nouns)
     frequent: frozenset[str]  # the 6,000 most used English words: weak name evidence alone
     clinical: WordSet
@@ -101,7 +113,7 @@ def load_lexicon() -> Lexicon:
 
     base = Path(census_pkg.__file__).parent
     first = set(_census(base / "dist.female.first", 90.0)) | set(_census(base / "dist.male.first", 90.0))
-    last = set(_census(base / "dist.all.last", 80.0))
+    last = set(_census(base / "dist.all.last", 85.0))
 
     words: set[str] = set()
     for src in ("web2", "gcide"):
@@ -120,8 +132,8 @@ def load_lexicon() -> Lexicon:
     drugs = {k for k in drug_data["drug_variant_to_canonical"] if " " not in k and len(k) > 3}
 
     return Lexicon(
-        first_names=frozenset(first),
-        surnames=frozenset(last),
+        first_names=NameSet(first),
+        surnames=NameSet(last),
         english=WordSet(words),
         frequent=frozenset(frequent),
         clinical=WordSet(_read_list("clinical_terms.txt")),

@@ -21,7 +21,8 @@ RELATIVES = frozenset({
     "grandfather", "grandchild", "aunt", "uncle", "cousin", "friend", "fiance", "fiancee", "partner",
     "boyfriend", "girlfriend", "neighbor", "neighbour", "hcp", "proxy", "guardian", "sibling", "dtr",
     "dau", "spouse", "caregiver", "companion", "stepson", "stepdaughter", "godson", "goddaughter",
-    "grandma", "grandpa", "spokesperson", "neice", "nephews", "nieces", "daughter-in-law", "son-in-law",
+    "grandma", "grandpa", "spokesperson", "neice", "grandchildren", "children", "kids", "parents", "grandsons",
+    "granddaughters", "relatives", "family", "nephews", "nieces", "daughter-in-law", "son-in-law",
 })  # fmt: skip
 CREDENTIALS = frozenset({
     "rn", "rrt", "np", "md", "lpn", "cna", "pa-c", "msw", "licsw", "lcsw", "rd", "bsn", "pharmd", "slp",
@@ -87,7 +88,7 @@ class NameFinder:
             g = gap(text, toks[j - 1], toks[j])
             if len(g) > 3 or (not first and _BREAK.search(g) and len(toks[j - 1].low) > 1):
                 break
-            if g == "." and len(toks[j - 1].low) > 1:
+            if not first and g == "." and len(toks[j - 1].low) > 1:
                 break
             if "\n" in g:
                 break
@@ -101,7 +102,7 @@ class NameFinder:
                     continue
                 break
             follows_name = (
-                not first and t.proper and toks[j - 1].proper and t.low not in self.lx.frequent
+                t.proper and toks[j - 1].proper and t.low not in self.lx.frequent
                 and t.low not in self.lx.clinical and not self._stop(t)
             )
             if not follows_name and not self._accept(t, strong if first else False):
@@ -155,7 +156,8 @@ class NameFinder:
                 if low == "md" and i + 1 < n and gap(text, t, toks[i + 1]) == " ":
                     nxt = toks[i + 1]
                     ev = self.evidence(nxt)
-                    if not self._stop(nxt) and nxt.low not in self.lx.english and ev >= 0.5:
+                    named = nxt.low in self.lx.surnames and nxt.low not in self.lx.frequent
+                    if not self._stop(nxt) and (nxt.low not in self.lx.english or named) and ev >= 0.5:
                         out.append(PhiSpan(nxt.start, nxt.end, PhiLabel.NAME, 0.75, "cue.title"))
         self._bigrams(text, toks, out)
         self._initials(text, toks, out)
@@ -207,7 +209,12 @@ class NameFinder:
                 ev = self.evidence(c)
                 if ev < 0.5 and not (c.proper and ev >= 0.3):
                     break
-                if c.low in lx.english or not (c.low in lx.surnames or c.low in lx.first_names):
+                named = c.low in lx.surnames or c.low in lx.first_names
+                if c.low in lx.english and not named:
+                    break
+                if fam and (not named or c.low in lx.english):
+                    break
+                if not named and not (c.capitalised and len(c.low) > 2):
                     break
                 out.append(PhiSpan(c.start, c.end, PhiLabel.NAME, 0.75, "cue.relative"))
                 taken += 1
@@ -223,6 +230,9 @@ class NameFinder:
         if "\n" in g or len(g) > 4:
             return
         t = toks[j]
+        if t.low in ("is", "was") and j + 1 < len(toks) and gap(text, t, toks[j + 1]) == " ":
+            j += 1
+            t = toks[j]
         if self._stop(t) or t.low in self.lx.clinical:
             return
         ev = self.evidence(t)
@@ -230,7 +240,7 @@ class NameFinder:
         if t.low in self.lx.english and not is_first:
             return
         unknown = (
-            t.low not in self.lx.english and t.low not in self.lx.drugs and len(t.low) > 3 and not t.caps_line
+            t.low not in self.lx.english and t.low not in self.lx.drugs and len(t.low) > 3 and t.proper
             and "-" not in t.low
         )
         if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5) or unknown):
@@ -261,7 +271,10 @@ class NameFinder:
         taken = []
         for c in cand:
             initial = len(c.low) == 1 and text[c.end : c.end + 1] == "."
-            if not initial and (self._stop(c) or c.low in self.lx.clinical or c.low in CREDENTIALS):
+            eponym = signature_line and c.proper and c.low in self.lx.clinical and c.low in self.lx.surnames
+            if not initial and not eponym and (
+                self._stop(c) or c.low in self.lx.clinical or c.low in CREDENTIALS
+            ):
                 break
             if signature_line or len(c.low) == 1 or self._accept(c, False):
                 taken.append(c)
@@ -303,7 +316,9 @@ class NameFinder:
         for t in toks:
             if not t.proper or len(t.low) < 3 or t.low in lx.english or self._stop(t) or t.low in lx.clinical:
                 continue
-            if t.low in lx.drugs or sentence_start(text, t):
+            if t.low in lx.drugs or sentence_start(text, t) or t.text.isupper() or "'" in t.text:
+                continue
+            if text[t.end : t.end + 1].isdigit() or text[t.end : t.end + 1] == "-":
                 continue
             if t.low in lx.first_names or t.low in lx.surnames:
                 out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, 0.7, "dictionary.name"))

@@ -73,10 +73,10 @@ class PlaceFinder:
     def _namey(self, t: Token) -> bool:
         """Could be part of a proper place name."""
         low = t.low
+        if low in NAME_WORDS and low not in _GENERIC_BEFORE:
+            return True
         if low in self.lx.stop or low in _GENERIC_BEFORE or low in self.lx.clinical:
             return False
-        if low in NAME_WORDS:
-            return True
         if t.proper:
             return True
         if t.caps_line:
@@ -122,7 +122,7 @@ class PlaceFinder:
                 )):
                     for x in taken:
                         out.append(PhiSpan(x.start, x.end, PhiLabel.HOSPITAL, 0.85, "cue.facility"))
-                    if low == "memorial" or (low in ("center", "medical") and t.proper):
+                    if low in ("memorial", "rehab", "regional") or (low in ("center", "medical") and t.proper):
                         out.append(PhiSpan(t.start, t.end, PhiLabel.HOSPITAL, 0.85, "cue.facility"))
             # hospital acronyms: "GH", "GBMC", "MGH" after to/at/from/by
             if (
@@ -162,7 +162,7 @@ class PlaceFinder:
                 and low not in lx.first_names
             ):
                 after = text[t.end : t.end + 5]
-                m = re.match(r"\s?\d{1,2}(?![.\d/%-])\b", after)
+                m = re.match(r"\s?\d{1,2}(?!\.\d|[\d/%-])\b", after)
                 if m:
                     out.append(PhiSpan(t.start, t.end + m.end(), PhiLabel.LOCATION, 0.8, "cue.ward"))
             # "lives in X", "transferred to X", "X, MA"
