@@ -135,11 +135,15 @@ class ClinicalContext:
     """The medspaCy pipeline, built once and reused for every note."""
 
     def __init__(self) -> None:
+        import warnings
+
         import spacy
         from medspacy.context import ConText, ConTextRule  # noqa: F401  (registers the factory)
         from medspacy.custom_tokenizer import create_medspacy_tokenizer
         from medspacy.section_detection import Sectionizer, SectionRule  # noqa: F401
 
+        # medspaCy keeps a matcher per rule kind; an empty one (no regex rules) warns on every note
+        warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
         nlp = spacy.blank("en")
         nlp.tokenizer = create_medspacy_tokenizer(nlp)
         if not spacy.language.Language.has_factory("ame_line_sentences"):

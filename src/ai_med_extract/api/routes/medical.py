@@ -1,0 +1,240 @@
+"""Structured medical data: extraction, reading and clinician corrections (versioned, audited).
+
+    POST /extract_medical_data     text, or the id of a processed document -> a stored record (v1)
+    GET  /get_updated_medical_data record_id or document_id [version] -> data, FHIR bundle, history
+    PUT  /update_medical_data      record_id, version read, corrected data -> next version (409 if stale)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from ai_med_extract.agents.medical.extractor import MedicalExtractor
+from ai_med_extract.agents.medical.fhir import to_fhir_bundle
+from ai_med_extract.agents.medical.schema import MedicalExtraction
+from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
+from ai_med_extract.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
+from ai_med_extract.services import Services
+
+router = APIRouter(tags=["medical"])
+
+MAX_TEXT_CHARS = 2_000_000
+
+
+class ExtractRequest(BaseModel):
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Clinical text")
+    document_id: str | None = Field(None, max_length=64, description="A processed document's id")
+    mode: Literal["rules", "llm"] = Field("rules", description="rules (default, no model) or llm-assisted")
+    model: str | None = Field(None, max_length=200, description="LLM mode: a model from the catalogue")
+    fhir: bool = Field(True, description="Include the FHIR R4 Bundle")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExtractRequest:
+        if (self.text is None) == (self.document_id is None):
+            raise ValueError("give exactly one of text or document_id")
+        return self
+
+
+class VersionOut(BaseModel):
+    version: int
+    changed_by: str | None
+    reason: str | None
+    counts: dict[str, Any]
+    created_at: str
+
+
+class RecordOut(BaseModel):
+    record_id: str
+    document_id: str | None
+    version: int
+    latest_version: int
+    mode: str
+    data: MedicalExtraction
+    counts: dict[str, int]
+    fhir: dict[str, Any] | None = None
+    history: list[VersionOut] = Field(default_factory=list)
+
+
+class UpdateRequest(BaseModel):
+    record_id: str = Field(..., max_length=64)
+    version: int = Field(..., ge=1, description="The version the correction is based on")
+    data: dict[str, Any] = Field(..., description="The corrected data (the extraction schema)")
+
+
+class UpdateOut(BaseModel):
+    record_id: str
+    version: int
+    counts: dict[str, int]
+
+
+def _agent(services: Services) -> MedicalExtractor:
+    agent = services.agents.get("medical")
+    if agent is None:
+        raise ServiceUnavailable("medical extraction is not configured", code="MEDICAL_UNAVAILABLE")
+    return agent  # type: ignore[no-any-return]
+
+
+def _history(rows: list[VersionInfo]) -> list[VersionOut]:
+    return [
+        VersionOut(version=r.version, changed_by=r.changed_by, reason=r.reason, counts=r.counts,
+                   created_at=r.created_at.isoformat())
+        for r in rows
+    ]
+
+
+def _out(view: RecordView, latest: int, *, fhir: bool, history: list[VersionInfo]) -> RecordOut:
+    data = MedicalExtraction.model_validate(view.data)
+    return RecordOut(
+        record_id=view.id,
+        document_id=view.document_id,
+        version=view.version,
+        latest_version=latest,
+        mode=view.mode,
+        data=data,
+        counts=data.counts(),
+        fhir=to_fhir_bundle(data, seed=f"{view.id}/{view.version}") if fhir else None,
+        history=_history(history),
+    )
+
+
+async def _document_text(services: Services, session: Any, document_id: str) -> str:
+    _, result = await services.jobs.document(session, document_id)
+    if not result:
+        raise Unprocessable("the document has not been processed", code="DOCUMENT_NOT_PROCESSED",
+                            details={"document_id": document_id[:64]})
+    # the de-identified text when the pipeline scrubbed it, else the extracted text
+    text = (result.get("phi") or {}).get("text") or result.get("text")
+    if not text:
+        raise Unprocessable("the document has no text", code="DOCUMENT_HAS_NO_TEXT",
+                            details={"document_id": document_id[:64]})
+    return str(text)
+
+
+@router.post("/extract_medical_data", response_model=RecordOut)
+async def extract_medical_data(
+    body: ExtractRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    audit: AuditDep,
+    principal: ClinicianDep,
+) -> RecordOut:
+    agent = _agent(services)
+    if body.document_id is not None:
+        text = await _document_text(services, session, body.document_id)
+    else:
+        text = body.text or ""
+    extraction = await agent.aextract(text, mode=body.mode, model=body.model)
+    counts = extraction.counts()
+    repo = MedicalRecordRepository(services.cipher)
+    view = await repo.create(
+        session,
+        source=text,
+        data=extraction.model_dump(mode="json"),
+        counts=counts,
+        mode=extraction.mode,
+        document_id=body.document_id,
+        created_by=principal.user_id,
+    )
+    await audit.record(
+        action="medical.extract",
+        resource_type="medical_record",
+        resource_id=view.id,
+        phi_accessed=True,
+        request_data={
+            "characters": len(text),
+            "source": "document" if body.document_id else "text",
+            "document_id": body.document_id,
+            "mode": extraction.mode,
+            "counts": counts,
+            "llm_dropped_ungrounded": extraction.llm_dropped_ungrounded,
+        },
+    )
+    history = await repo.history(session, view.id)
+    return _out(view, view.version, fhir=body.fhir, history=history)
+
+
+@router.get("/get_updated_medical_data", response_model=RecordOut)
+async def get_updated_medical_data(
+    services: ServicesDep,
+    session: SessionDep,
+    audit: AuditDep,
+    principal: ReaderDep,
+    record_id: str | None = Query(None, max_length=64),
+    document_id: str | None = Query(None, max_length=64),
+    version: int | None = Query(None, ge=1, description="A past version (default: the latest)"),
+    fhir: bool = Query(True),
+) -> RecordOut:
+    repo = MedicalRecordRepository(services.cipher)
+    if (record_id is None) == (document_id is None):
+        raise BadRequest("give exactly one of record_id or document_id", code="MEDICAL_QUERY_INVALID")
+    if record_id is None:
+        assert document_id is not None
+        record_id = await repo.latest_for_document(session, document_id)
+        if record_id is None:
+            raise NotFound("no medical record for the document", code="MEDICAL_RECORD_NOT_FOUND",
+                           details={"document_id": document_id[:64]})
+    latest = await repo.get(session, record_id)
+    view = latest if version is None else await repo.get(session, record_id, version=version)
+    history = await repo.history(session, record_id)
+    await audit.record(
+        action="medical.read",
+        resource_type="medical_record",
+        resource_id=record_id,
+        phi_accessed=True,
+        request_data={"version": view.version, "latest_version": latest.version, "fhir": fhir},
+    )
+    return _out(view, latest.version, fhir=fhir, history=history)
+
+
+@router.put("/update_medical_data", response_model=UpdateOut)
+async def update_medical_data(
+    body: UpdateRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    audit: AuditDep,
+    principal: ClinicianDep,
+) -> UpdateOut:
+    repo = MedicalRecordRepository(services.cipher)
+    current = await repo.get(session, body.record_id)
+    try:
+        corrected = MedicalExtraction.model_validate(body.data)
+    except ValidationError as exc:
+        raise Unprocessable(
+            "the corrected data does not match the schema", code="MEDICAL_DATA_INVALID",
+            details={"errors": [{"loc": list(e["loc"]), "type": e["type"]} for e in exc.errors()[:20]]},
+        ) from None
+    ungrounded = _ungrounded(corrected, current.source)
+    if ungrounded:
+        raise Unprocessable(
+            "items must point at their words in the source text (or use detector 'clinician')",
+            code="MEDICAL_ITEM_NOT_GROUNDED", details={"items": ungrounded[:20]},
+        )
+    counts = corrected.counts()
+    new_version = await repo.update(
+        session, body.record_id, expected_version=body.version,
+        data=corrected.model_dump(mode="json"), counts=counts, changed_by=principal.user_id,
+    )
+    await audit.record(
+        action="medical.update",
+        resource_type="medical_record",
+        resource_id=body.record_id,
+        phi_accessed=True,
+        request_data={"from_version": body.version, "version": new_version, "counts": counts},
+    )
+    return UpdateOut(record_id=body.record_id, version=new_version, counts=counts)
+
+
+def _ungrounded(data: MedicalExtraction, source: str) -> list[str]:
+    """Ids of items whose offsets do not give back their text (clinician-added items are exempt)."""
+
+    bad = []
+    for item in data.items():
+        if item.detector == "clinician":
+            continue
+        if not (0 <= item.start <= item.end <= len(source)) or source[item.start : item.end] != item.text:
+            bad.append(item.id)
+    return bad
