@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "service",
     "scrub",
     "extract_text",
+    "extract",
     "models",
 ]
 

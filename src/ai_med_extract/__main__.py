@@ -1,0 +1,3 @@
+from ai_med_extract.cli import main
+
+main()

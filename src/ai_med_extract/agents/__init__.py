@@ -1,0 +1,1 @@
+"""Agents: text extraction, PHI scrubbing, medical data extraction, patient summaries."""

@@ -1,0 +1,172 @@
+"""Dependencies routes declare with ``Annotated`` aliases.
+
+``SessionDep`` opens one transaction per request and commits it when the route returns (rolls back
+on error), so an audit row recorded through ``AuditDep`` commits or vanishes with the action.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ai_med_extract.audit.trail import AuditEntry
+from ai_med_extract.config import Settings
+from ai_med_extract.db.models import Role
+from ai_med_extract.errors import Forbidden, TooManyRequests, Unauthorized
+from ai_med_extract.observability import metrics
+from ai_med_extract.security.keys import ANONYMOUS_ADMIN, Principal
+from ai_med_extract.services import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    async with services.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def client_ip(request: Request) -> str | None:
+    host = request.client.host if request.client else None
+    if host is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _token(request: Request) -> str | None:
+    token = request.headers.get("x-api-key")
+    if token:
+        return token.strip()
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+async def authenticate(request: Request, services: ServicesDep) -> Principal:
+    """Resolve the caller and apply rate limits (per IP always, per key when there is one)."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    ip = client_ip(request) or "unknown"
+    principal: Principal
+    if services.settings.security.auth_enabled:
+        token = _token(request)
+        if not token:
+            decision = services.limiter.hit(ip, None)
+            if not decision.allowed:
+                raise TooManyRequests("rate limit exceeded", retry_after=decision.retry_after)
+            raise Unauthorized("an API key is required (X-API-Key header)", code="AUTH_REQUIRED")
+        async with services.sessionmaker() as session:
+            found = await services.keys.authenticate(session, token)
+        if found is None:
+            decision = services.limiter.hit(ip, None)
+            if not decision.allowed:
+                raise TooManyRequests("rate limit exceeded", retry_after=decision.retry_after)
+            raise Unauthorized("the API key is not valid", code="AUTH_INVALID")
+        principal = found
+    else:
+        principal = ANONYMOUS_ADMIN
+    decision = services.limiter.hit(ip, principal.key_id)
+    if not decision.allowed:
+        raise TooManyRequests(
+            "rate limit exceeded", retry_after=decision.retry_after, details={"scope": decision.scope}
+        )
+    request.state.principal = principal
+    return principal
+
+
+def require_role(role: str | Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    needed = Role(role)
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.has(needed):
+            raise Forbidden(f"this action needs the {needed.value} role", code="ROLE_REQUIRED",
+                            details={"required": needed.value, "role": principal.role.value})
+        return principal
+
+    return dependency
+
+
+ReaderDep = Annotated[Principal, Depends(require_role(Role.reader))]
+ClinicianDep = Annotated[Principal, Depends(require_role(Role.clinician))]
+AdminDep = Annotated[Principal, Depends(require_role(Role.admin))]
+
+
+class Audit:
+    """Records audit rows in the request's transaction, with who/where filled in."""
+
+    def __init__(self, request: Request, services: Services, session: AsyncSession, principal: Principal):
+        self._request = request
+        self._services = services
+        self._session = session
+        self._principal = principal
+
+    async def record(
+        self,
+        *,
+        action: str,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        phi_accessed: bool = True,
+        request_data: dict[str, Any] | None = None,
+        response_status: int = 200,
+        error_message: str | None = None,
+    ) -> None:
+        await self._services.audit.append(
+            self._session,
+            AuditEntry(
+                action=action,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                phi_accessed=phi_accessed,
+                user_id=self._principal.user_id,
+                ip_address=client_ip(self._request),
+                user_agent=self._request.headers.get("user-agent"),
+                request_data=request_data,
+                response_status=response_status,
+                error_message=error_message,
+            ),
+        )
+        metrics.AUDIT_ROWS.labels(action).inc()
+        self._request.state.audited = True
+
+
+async def get_audit(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(authenticate)],
+) -> Audit:
+    # If the route then fails, the error handler records the failed attempt in its own transaction.
+    request.state.audit_pending = True
+    return Audit(request, services, session, principal)
+
+
+AuditDep = Annotated[Audit, Depends(get_audit)]

@@ -1,0 +1,67 @@
+"""Liveness, readiness and Prometheus metrics (no authentication; no patient data)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from ai_med_extract.api.deps import ServicesDep
+from ai_med_extract.observability.logs import log_exception
+
+router = APIRouter(tags=["health"])
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "alive", "timestamp": _now()}
+
+
+@router.get("/health/ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    import logging
+
+    logger = logging.getLogger(__name__)
+    checks: dict[str, Any] = {}
+    try:
+        async with services.sessionmaker() as session:
+            await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=5)
+        checks["database"] = "ok"
+    except Exception as exc:
+        log_exception(logger, "readiness: database check failed", exc)
+        checks["database"] = "error"
+    try:
+        await asyncio.to_thread(services.store.check)
+        checks["file_storage"] = "ok"
+    except Exception as exc:
+        log_exception(logger, "readiness: storage check failed", exc)
+        checks["file_storage"] = "error"
+    pool = services.pool
+    if pool is not None and hasattr(pool, "health"):
+        try:
+            health = pool.health()
+            checks["model_manager"] = "ok" if health.get("ok", True) else "degraded"
+        except Exception as exc:
+            log_exception(logger, "readiness: model manager check failed", exc)
+            checks["model_manager"] = "error"
+    else:
+        checks["model_manager"] = "not_configured"
+    runner = services.runner.health()
+    checks["job_runner"] = "ok" if runner["ok"] else "error"
+    failed = [name for name, value in checks.items() if value == "error"]
+    body = {"status": "not_ready" if failed else "ready", "checks": checks, "timestamp": _now()}
+    return JSONResponse(body, status_code=503 if failed else 200)
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,191 @@
+"""Uploads and jobs: POST /upload, GET /job/{id}, GET /job/{id}/events (SSE), DELETE /job/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+
+from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.db.models import JobStatus
+from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge
+from ai_med_extract.jobs.events import TERMINAL_EVENTS
+from ai_med_extract.jobs.service import IncomingFile, job_view
+
+router = APIRouter(tags=["jobs"])
+
+_CHUNK = 1024 * 1024
+
+
+async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
+    """Read an uploaded file, refusing it as soon as it passes the size limit."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                "a file is larger than the upload limit", code="FILE_TOO_LARGE", details={"max_bytes": max_bytes}
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.post("/upload", status_code=202)
+async def upload(
+    services: ServicesDep,
+    session: SessionDep,
+    audit: AuditDep,
+    principal: ClinicianDep,
+    files: Annotated[list[UploadFile], File(description="One or more documents")],
+    password: Annotated[str | None, Form(description="Password of an encrypted PDF")] = None,
+    scrub: Annotated[bool, Form(description="Run PHI scrubbing")] = True,
+    extract: Annotated[bool, Form(description="Run medical data extraction")] = True,
+    phi_operator: Annotated[str | None, Form(description="redact | mask | surrogate")] = None,
+) -> JSONResponse:
+    limits = services.settings.upload
+    if len(files) > limits.max_files:
+        raise BadRequest("too many files in one upload", code="TOO_MANY_FILES", details={"max_files": limits.max_files})
+    validate = services.agents["validate_upload"]
+    incoming: list[IncomingFile] = []
+    for upload_file in files:
+        data = await read_limited(upload_file, limits.max_bytes)
+        if not data:
+            raise BadRequest("a file is empty", code="EMPTY_FILE", details={"position": len(incoming)})
+        media_type = await asyncio.to_thread(validate, data)
+        incoming.append(IncomingFile(data=data, media_type=media_type, filename=upload_file.filename))
+    options: dict[str, Any] = {"scrub": scrub, "extract": extract, "needs_secret": bool(password)}
+    if phi_operator:
+        options["phi_operator"] = phi_operator
+    services.runner.reserve()
+    job = None
+    try:
+        job = await services.jobs.create(
+            session, kind="upload", created_by=principal.user_id, files=incoming, options=options
+        )
+        await audit.record(
+            action="document.upload",
+            resource_type="job",
+            resource_id=job.id,
+            request_data={
+                "files": len(incoming),
+                "bytes": [len(f.data) for f in incoming],
+                "media_types": [f.media_type for f in incoming],
+            },
+            response_status=202,
+        )
+        await session.commit()
+    except BaseException:
+        services.runner.release()
+        if job is not None:
+            services.jobs.discard_files(job.id)
+        raise
+    services.runner.enqueue(job.id, {"password": password} if password else None)
+    return JSONResponse(
+        {"job_id": job.id, "status": job.status, "events": f"/job/{job.id}/events"},
+        status_code=202,
+        headers={"Location": f"/job/{job.id}"},
+    )
+
+
+@router.get("/job/{job_id}")
+async def get_job(job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, _: ReaderDep) -> dict[str, Any]:
+    job = await services.jobs.get(session, job_id)
+    result = services.jobs.result(job) if job.status == JobStatus.completed else None
+    await audit.record(
+        action="job.read",
+        resource_type="job",
+        resource_id=job.id,
+        phi_accessed=result is not None,
+        request_data={"status": job.status},
+    )
+    return job_view(job, result)
+
+
+def _parse_last_event_id(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 12:
+        raise BadRequest("Last-Event-ID must be a non-negative integer", code="INVALID_LAST_EVENT_ID")
+    return int(raw)
+
+
+@router.get("/job/{job_id}/events")
+async def job_events(
+    job_id: str,
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    audit: AuditDep,
+    _: ReaderDep,
+    last_event_id: str | None = None,
+) -> EventSourceResponse:
+    after = _parse_last_event_id(request.headers.get("last-event-id", last_event_id))
+    job = await services.jobs.get(session, job_id)
+    await audit.record(
+        action="job.events",
+        resource_type="job",
+        resource_id=job.id,
+        phi_accessed=job.kind != "upload",  # summary jobs stream generated text
+        request_data={"after": after},
+    )
+    await session.commit()
+    events = services.events
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        seen = after
+        version = events.version(job_id)
+        while True:
+            batch = await events.read_after(job_id, seen)
+            for item in batch:
+                seen = item.seq
+                yield ServerSentEvent(data=json.dumps(item.data), event=item.event, id=str(item.seq))
+                if item.event in TERMINAL_EVENTS:
+                    return
+            if batch:
+                continue
+            if await request.is_disconnected():
+                return
+            # Woken by the runner in this process; the timeout also catches other processes' writes.
+            version = await events.wait(job_id, version, timeout=1.0)
+
+    return EventSourceResponse(stream(), ping=15, send_timeout=30)
+
+
+@router.delete("/job/{job_id}")
+async def delete_job(
+    job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, _: ClinicianDep
+) -> dict[str, Any]:
+    """Cancel a queued or running job; remove a finished job with its documents and results."""
+    job = await services.jobs.get(session, job_id)
+    status = JobStatus(job.status)
+    if status == JobStatus.queued:
+        job.status = JobStatus.cancelled
+        job.error_code = "JOB_CANCELLED"
+        job.error_message = "job was cancelled"
+        await services.events.append(session, job.id, "error", {"code": "JOB_CANCELLED", "message": "job was cancelled"})
+        outcome = "cancelled"
+    elif status == JobStatus.running:
+        await session.commit()  # release the read transaction; the runner writes the outcome
+        if not await services.runner.cancel(job.id):
+            raise Conflict("the job is running in another process", code="JOB_NOT_CANCELLABLE")
+        outcome = "cancelled"
+    else:
+        await services.jobs.delete(session, job)
+        outcome = "deleted"
+    await audit.record(
+        action="job.cancel" if outcome == "cancelled" else "job.delete",
+        resource_type="job",
+        resource_id=job_id,
+        phi_accessed=False,
+        request_data={"previous_status": status.value},
+    )
+    await session.commit()
+    if outcome == "cancelled":
+        await services.events.announce(job_id)
+    return {"job_id": job_id, "status": outcome}

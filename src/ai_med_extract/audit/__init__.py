@@ -1,0 +1,1 @@
+"""HIPAA audit trail: append-only rows chained by HMAC, written in the action's transaction."""

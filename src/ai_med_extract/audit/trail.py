@@ -1,0 +1,164 @@
+"""Writing and verifying the audit trail.
+
+Each row stores ``row_hash = HMAC(secret, prev_hash || canonical(row))``, where ``prev_hash`` is the
+previous row's ``row_hash``. Editing a row breaks its own hash; deleting one breaks the next row's
+link. Writers are serialised until commit (a PostgreSQL transaction-level advisory lock; SQLite's
+``BEGIN IMMEDIATE``), so the chain never forks and a rolled-back row leaves no gap.
+
+``request_data`` must hold metadata only (sizes, counts, types, ids), never document content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ai_med_extract.db.base import as_utc, utcnow
+from ai_med_extract.db.models import AuditLog
+
+GENESIS = "0" * 64
+_ADVISORY_LOCK_KEY = 0x41554454  # "AUDT"
+_HASHED_FIELDS = (
+    "id",
+    "timestamp",
+    "user_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "phi_accessed",
+    "ip_address",
+    "user_agent",
+    "request_data",
+    "response_status",
+    "error_message",
+)
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds")
+    if value is None or isinstance(value, bool | int | float | str | dict | list):
+        return value
+    return str(value)  # INET comes back as an ipaddress object from asyncpg
+
+
+def row_digest(secret: bytes, prev_hash: str, row: AuditLog) -> str:
+    body = {name: _canonical_value(getattr(row, name)) for name in _HASHED_FIELDS}
+    payload = prev_hash + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    phi_accessed: bool = False
+    user_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+    request_data: dict[str, Any] | None = None
+    response_status: int | None = None
+    error_message: str | None = None
+
+
+class AuditTrail:
+    def __init__(self, secret: bytes):
+        self._secret = secret
+
+    async def append(self, session: AsyncSession, entry: AuditEntry) -> AuditLog:
+        """Add a row inside the caller's transaction; it commits or rolls back with the action."""
+        bind = session.get_bind()
+        if bind.dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+        last = (
+            await session.execute(select(AuditLog.id, AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1))
+        ).first()
+        prev_hash = last.row_hash if last else GENESIS
+        now = utcnow()
+        row = AuditLog(
+            # Ids are assigned here, under the writer lock, because the id is part of the hashed
+            # content and the append-only trigger forbids setting the hash after the insert.
+            id=(last.id + 1) if last else 1,
+            timestamp=now,
+            created_at=now,
+            user_id=entry.user_id,
+            action=entry.action,
+            resource_type=entry.resource_type,
+            resource_id=entry.resource_id,
+            phi_accessed=entry.phi_accessed,
+            ip_address=entry.ip_address,
+            user_agent=(entry.user_agent or "")[:512] or None,
+            request_data=entry.request_data,
+            response_status=entry.response_status,
+            error_message=entry.error_message,
+            prev_hash=prev_hash,
+            row_hash="",
+        )
+        row.row_hash = row_digest(self._secret, prev_hash, row)
+        session.add(row)
+        await session.flush()
+        return row
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    row_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    rows_checked: int
+    problems: tuple[VerifyProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def _rows(session: AsyncSession, batch: int = 1000) -> AsyncIterator[AuditLog]:
+    last_id = 0
+    while True:
+        rows = (
+            (
+                await session.execute(
+                    select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last_id = rows[-1].id
+
+
+async def verify_chain(session: AsyncSession, secret: bytes) -> VerifyReport:
+    """Walk the whole trail; report each row whose content or link does not check out."""
+    problems: list[VerifyProblem] = []
+    expected_prev = GENESIS
+    count = 0
+    previous_id: int | None = None
+    async for row in _rows(session):
+        count += 1
+        if row.prev_hash != expected_prev:
+            where = f"after row {previous_id}" if previous_id is not None else "at the start"
+            problems.append(
+                VerifyProblem(row.id, f"chain broken {where}: a row was deleted or edited before this one")
+            )
+        if row_digest(secret, row.prev_hash, row) != row.row_hash:
+            problems.append(VerifyProblem(row.id, "content does not match its hash: the row was edited"))
+        expected_prev = row.row_hash
+        previous_id = row.id
+    return VerifyReport(rows_checked=count, problems=tuple(problems))

@@ -1,0 +1,151 @@
+"""`serve`, `db upgrade`, `keys create|revoke`, `audit verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import typer
+
+from ai_med_extract.config import Settings
+from ai_med_extract.db.models import Role
+
+ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
+
+
+def upgrade_database(url: str) -> None:
+    """Apply every migration to the database at ``url`` (creating it from empty)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
+    from ai_med_extract.db.engine import create_engine, create_sessionmaker
+
+    engine = create_engine(settings.database)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    db = typer.Typer(help="Database migrations", no_args_is_help=True)
+    keys = typer.Typer(help="API keys", no_args_is_help=True)
+    audit = typer.Typer(help="HIPAA audit trail", no_args_is_help=True)
+    app.add_typer(db, name="db")
+    app.add_typer(keys, name="keys")
+    app.add_typer(audit, name="audit")
+
+    @app.command()
+    def serve(
+        host: str = typer.Option(None, help="Bind address (default: settings)"),
+        port: int = typer.Option(None, help="Port (default: settings)"),
+        upgrade: bool = typer.Option(True, help="Apply database migrations first"),
+        bootstrap_key: bool = typer.Option(
+            True, help="With auth on and no API key yet, create an admin key and print it once"
+        ),
+    ) -> None:
+        """Run the HTTP service."""
+        import uvicorn
+
+        from ai_med_extract.app import create_app
+
+        settings = Settings()
+        if upgrade:
+            upgrade_database(settings.database.url)
+        if bootstrap_key and settings.security.auth_enabled:
+            _bootstrap_admin_key(settings)
+        uvicorn.run(
+            create_app(settings),
+            host=host or settings.host,
+            port=port or settings.port,
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+        )
+
+    @db.command("upgrade")
+    def db_upgrade() -> None:
+        """Apply all migrations (creates the schema on an empty database)."""
+        upgrade_database(Settings().database.url)
+        typer.echo("database is up to date")
+
+    @keys.command("create")
+    def keys_create(
+        role: Role = typer.Option(..., help="reader, clinician or admin"),
+        name: str = typer.Option("default", help="A label for the key (no personal data)"),
+    ) -> None:
+        """Create an API key; it is shown once and stored only as a hash."""
+        from ai_med_extract.security.keys import KeyService
+        from ai_med_extract.storage.secrets import load_secrets
+
+        settings = Settings()
+        service = KeyService(load_secrets(settings).secret_key)
+
+        async def work(session):  # type: ignore[no-untyped-def]
+            row, token = await service.create(session, name=name, role=role)
+            return row.id, token
+
+        key_id, token = asyncio.run(_with_session(settings, work))
+        typer.echo(f"key id {key_id} ({role.value}): {token}")
+        typer.echo("Store it now: it cannot be shown again.", err=True)
+
+    @keys.command("revoke")
+    def keys_revoke(key_id: int = typer.Argument(..., help="The id printed by `keys create`")) -> None:
+        """Revoke an API key."""
+        from ai_med_extract.security.keys import KeyService
+        from ai_med_extract.storage.secrets import load_secrets
+
+        settings = Settings()
+        service = KeyService(load_secrets(settings).secret_key)
+        done = asyncio.run(_with_session(settings, lambda s: service.revoke(s, key_id)))
+        if not done:
+            typer.echo(f"no active key with id {key_id}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"key {key_id} revoked")
+
+    @audit.command("verify")
+    def audit_verify() -> None:
+        """Check the audit trail's hash chain; name each edited row or broken link."""
+        from ai_med_extract.audit.trail import verify_chain
+        from ai_med_extract.storage.secrets import load_secrets
+
+        settings = Settings()
+        secret = load_secrets(settings).secret_key
+        report = asyncio.run(_with_session(settings, lambda s: verify_chain(s, secret)))
+        if report.ok:
+            typer.echo(f"audit trail intact: {report.rows_checked} rows verified")
+            return
+        for problem in report.problems:
+            typer.echo(f"row {problem.row_id}: {problem.reason}")
+        typer.echo(f"audit trail TAMPERED: {len(report.problems)} problem(s) in {report.rows_checked} rows")
+        raise typer.Exit(2)
+
+
+def _bootstrap_admin_key(settings: Settings) -> None:
+    from ai_med_extract.security.keys import KeyService
+    from ai_med_extract.storage.secrets import load_secrets
+
+    service = KeyService(load_secrets(settings).secret_key)
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        if await service.count_active(session):
+            return None
+        _, token = await service.create(session, name="bootstrap-admin", role=Role.admin)
+        return token
+
+    token = asyncio.run(_with_session(settings, work))
+    if token:
+        # Shown once on the console (not through logging), like a notebook server's token.
+        sys.stderr.write(
+            "\n  No API key existed, so an admin key was created. It will not be shown again:\n"
+            f"\n      {token}\n\n  Use it in the X-API-Key header or paste it into the web page.\n\n"
+        )

@@ -1,0 +1,1 @@
+"""Data at rest: the Fernet cipher and the encrypted file store."""
