@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WINDOW = 60  # characters of context each side of a doubtful word
 _GPE_SKIP = frozenset({
     "us", "usa", "america", "u.s.", "states", "united", "canada", "mexico", "china", "india", "russia",
 })  # fmt: skip
@@ -60,6 +61,8 @@ class NerBackend(ABC):
             return None
         if all(w in lx.clinical or w in lx.drugs or w in lx.stop for w in lows):
             return None
+        if any(w in lx.clinical or w in lx.drugs or w in lx.stop for w in lows):
+            return None
         if label == "PERSON":
             good = [
                 w for w in lows
@@ -71,7 +74,7 @@ class NerBackend(ABC):
             if all(w in lx.english for w in lows):
                 return None
             named = any(w in lx.first_names or w in lx.surnames for w in good)
-            if not named and not (len(words) >= 2 and all(w[:1].isupper() for w in words)):
+            if not named and not (len(words) >= 2 and all(w[:1].isupper() and not w.isupper() for w in words)):
                 return None  # an unknown word alone is more often shorthand or a misspelling
             return PhiSpan(start, end, PhiLabel.NAME, 0.7, f"ner.{self.name}")
         if label in ("GPE", "LOC", "FAC"):
@@ -88,38 +91,44 @@ class NerBackend(ABC):
 def doubtful_lines(
     text: str, toks: list[Token], lx: Lexicon, found: list[PhiSpan]
 ) -> list[tuple[int, int]]:
-    """Line ranges worth a model call: they hold a word that looks like a name or place but that no
-    layer has decided on."""
+    """Windows worth a model call: each holds a word that looks like a name or place (a dictionary
+    name or city that is not an ordinary word) that no layer has decided on, with some context
+    around it (at most WINDOW characters each side, within its line, cut at spaces)."""
     claimed = sorted((s.start, s.end) for s in found)
     ci = 0
-    lines: list[tuple[int, int]] = []
-    last_line_end = -1
+    windows: list[tuple[int, int]] = []
     for t in toks:
         while ci < len(claimed) and claimed[ci][1] <= t.start:
             ci += 1
         if ci < len(claimed) and claimed[ci][0] <= t.start < claimed[ci][1]:
             continue
-        if t.start < last_line_end:
+        if windows and t.end <= windows[-1][1]:
             continue
         low = t.low
-        if len(low) < 3 or low in lx.stop or low in lx.clinical or low in lx.drugs:
+        if len(low) < 3 or low in lx.stop or low in lx.clinical or low in lx.drugs or low in lx.english:
             continue
-        if t.caps_line:
-            doubt = low not in lx.english and (low in lx.first_names or low in lx.surnames or low in lx.cities)
+        if not (t.capitalised or t.caps_line):
+            continue
+        named = low in lx.first_names or low in lx.surnames or low in lx.cities
+        rare = t.proper and not t.text.isupper() and len(low) > 3 and not sentence_start(text, t)
+        if not (named or rare):
+            continue
+        line_a = text.rfind("\n", 0, t.start) + 1
+        line_b = text.find("\n", t.end)
+        line_b = len(text) if line_b < 0 else line_b
+        a = max(line_a, t.start - WINDOW)
+        if a > line_a:
+            cut = text.find(" ", a, t.start)
+            a = cut + 1 if cut >= 0 else t.start
+        b = min(line_b, t.end + WINDOW)
+        if b < line_b:
+            cut = text.rfind(" ", t.end, b)
+            b = cut if cut >= 0 else t.end
+        if windows and a <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(b, windows[-1][1]))
         else:
-            doubt = (
-                t.capitalised
-                and low not in lx.english
-                and (low in lx.first_names or low in lx.surnames or low in lx.cities or not sentence_start(text, t))
-            )
-        if not doubt:
-            continue
-        a = text.rfind("\n", 0, t.start) + 1
-        b = text.find("\n", t.end)
-        b = len(text) if b < 0 else b
-        lines.append((a, b))
-        last_line_end = b
-    return lines
+            windows.append((a, b))
+    return windows
 
 
 class SpacyNer(NerBackend):
