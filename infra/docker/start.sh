@@ -1,0 +1,30 @@
+#!/bin/sh
+# Container entry point: apply database migrations, then serve.
+#
+# Variables of the architecture document are mapped onto the service's AME_ settings when those are
+# not set themselves: MODEL_CACHE_DIR -> AME_MODELS__CACHE_DIR, HF_SPACES=true -> the t4 profile,
+# PORT -> AME_PORT. PRELOAD_GGUF=true loads the default model once before the port opens, which
+# checks that it works on this hardware and warms the page cache (the service loads it again on use).
+set -eu
+
+if [ -n "${MODEL_CACHE_DIR:-}" ] && [ -z "${AME_MODELS__CACHE_DIR:-}" ]; then
+    export AME_MODELS__CACHE_DIR="$MODEL_CACHE_DIR"
+fi
+if [ "${HF_SPACES:-false}" = "true" ] && [ -z "${AME_MODELS__PROFILE:-}" ]; then
+    export AME_MODELS__PROFILE=t4
+fi
+if [ -n "${PORT:-}" ] && [ -z "${AME_PORT:-}" ]; then
+    export AME_PORT="$PORT"
+fi
+
+ai-med-extract db upgrade
+
+if [ "${PRELOAD_GGUF:-false}" = "true" ]; then
+    default_model="$(python -c 'import json,os; print(json.load(open(os.environ.get("AME_MODELS__CONFIG_PATH","models_config.json")))["default_model"])')"
+    ai-med-extract models load "$default_model" >/dev/null || echo "preloading $default_model failed; it loads on first use" >&2
+fi
+
+if [ "${AME_BOOTSTRAP_KEY:-false}" = "true" ]; then
+    exec ai-med-extract serve --no-upgrade --bootstrap-key "$@"
+fi
+exec ai-med-extract serve --no-upgrade --no-bootstrap-key "$@"

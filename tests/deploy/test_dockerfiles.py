@@ -1,0 +1,152 @@
+"""The Dockerfiles install the way the Makefile does, copy only what exists, and run as documented.
+
+No Docker engine is needed: the files are parsed (dockerfile-parse) and the entry script is run with
+a stand-in ``ai-med-extract`` that records its calls.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.install_steps import (
+    dockerfile_copies,
+    dockerfile_parser,
+    dockerfile_steps,
+    is_test_only,
+    makefile_steps,
+    parse_command,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILES = ["Dockerfile", "Dockerfile.hf-spaces"]
+START = ROOT / "infra" / "docker" / "start.sh"
+
+
+def image_steps() -> list[tuple[str, ...]]:
+    """The Makefile's install steps that belong in an image (test tooling left out)."""
+    steps = [s for s in makefile_steps(ROOT / "Makefile") if not is_test_only(s)]
+    kinds = {s[0] for s in steps}
+    assert {"apt", "venv", "pip"} <= kinds, f"the Makefile's install steps were not found: {steps}"
+    return steps
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_runs_every_install_step_of_the_makefile_in_the_same_order(dockerfile: str) -> None:
+    wanted = image_steps()
+    found = dockerfile_steps(ROOT / dockerfile)
+    missing = [s for s in wanted if s not in found]
+    assert not missing, f"{dockerfile} lacks the Makefile's steps {missing}; it has {found}"
+    python_steps = [s for s in wanted if s[0] != "apt"]  # apt runs in the runtime stage
+    positions = [found.index(s) for s in python_steps]
+    assert positions == sorted(positions), f"{dockerfile} runs {python_steps} in another order"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_installs_nothing_from_test_only_lists(dockerfile: str) -> None:
+    assert not [s for s in dockerfile_steps(ROOT / dockerfile) if is_test_only(s)]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_files_the_dockerfile_copies_exist_and_are_not_docker_ignored(dockerfile: str) -> None:
+    ignored = [
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]  # fmt: skip
+    for source in dockerfile_copies(ROOT / dockerfile):
+        assert (ROOT / source).exists(), f"{dockerfile} copies {source}, which is not in the repository"
+        first = Path(source).parts[0]
+        assert not any(source == i or first == i or source.startswith(i + "/") for i in ignored), source
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_image_runs_non_root_with_a_healthcheck_on_port_7860(dockerfile: str) -> None:
+    parser = dockerfile_parser(ROOT / dockerfile)
+    final_stage: list[dict[str, str]] = []
+    for item in parser.structure:
+        if item["instruction"] == "FROM":
+            final_stage = []
+        final_stage.append(item)
+    by_kind: dict[str, list[str]] = {}
+    for item in final_stage:
+        by_kind.setdefault(item["instruction"], []).append(item["value"])
+    user = by_kind["USER"][-1].split(":")[0]
+    assert user not in ("root", "0"), user
+    assert by_kind["EXPOSE"] == ["7860"]
+    assert "/health/live" in by_kind["HEALTHCHECK"][-1]
+    env = " ".join(by_kind["ENV"])
+    assert "AME_PORT=7860" in env and "AME_HOST=0.0.0.0" in env
+    assert "AME_ENVIRONMENT=production" in env
+    assert "ame-start" in by_kind["ENTRYPOINT"][-1]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_image_python_is_the_python_the_lock_was_made_with(dockerfile: str) -> None:
+    text = (ROOT / dockerfile).read_text()
+    versions = set(re.findall(r"python:?(3\.\d+)", text))
+    assert versions == {f"{sys.version_info.major}.{sys.version_info.minor}"}, versions
+
+
+def test_huggingface_space_config_builds_the_spaces_image_on_a_t4_with_the_documented_env() -> None:
+    config = yaml.safe_load((ROOT / ".huggingface.yaml").read_text())
+    assert config["sdk"] == "docker"
+    assert config["build"]["dockerfile"] == "Dockerfile.hf-spaces"
+    assert config["hardware"]["gpu"] == "t4-medium"
+    assert config["app_port"] == 7860
+    names = {entry.split("=", 1)[0] for entry in config["env"]}
+    assert {"SPACE_ID", "HF_HOME", "TORCH_HOME", "MODEL_CACHE_DIR", "PRELOAD_GGUF", "HF_SPACES"} <= names
+    spaces = (ROOT / "Dockerfile.hf-spaces").read_text()
+    for entry in config["env"]:
+        name, value = entry.split("=", 1)
+        if not value.startswith("$"):
+            assert f"{name}={value}" in spaces, f"{entry} differs from Dockerfile.hf-spaces"
+    assert "-DGGML_CUDA=on" in spaces
+
+
+def test_parser_reads_the_usual_spellings_of_an_install_step() -> None:
+    assert parse_command("apt-get update && apt-get install -y --no-install-recommends $(cat apt-packages.txt)") == [
+        ("apt", "apt-packages.txt")
+    ]
+    assert parse_command("xargs -a x apt-get install -y < /tmp/apt-packages.txt") == [("apt", "apt-packages.txt")]
+    assert parse_command("python3.11 -m venv /app/.venv") == [("venv",)]
+    assert parse_command(".venv/bin/python -m pip install -q --no-deps -r requirements.txt") == [
+        ("pip", "--no-deps", "-r requirements.txt")
+    ]
+    assert parse_command("CMAKE_ARGS=x pip install --no-deps -e '.[gpu]'") == [("pip", "--no-deps", "-e .")]
+    assert is_test_only(("apt", "apt-packages-test.txt")) and not is_test_only(("apt", "apt-packages.txt"))
+
+
+def _run_start(tmp_path: Path, **env: str) -> list[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    fake = bin_dir / "ai-med-extract"
+    fake.write_text(f'#!/bin/sh\necho "$* | AME_PORT=${{AME_PORT:-}} PROFILE=${{AME_MODELS__PROFILE:-}} '
+                    f'CACHE=${{AME_MODELS__CACHE_DIR:-}}" >> {log}\n')
+    fake.chmod(0o755)
+    environment = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
+    subprocess.run(["sh", str(START)], check=True, env=environment, timeout=60, cwd=ROOT)
+    return log.read_text().splitlines()
+
+
+def test_start_script_migrates_the_database_before_serving(tmp_path: Path) -> None:
+    calls = _run_start(tmp_path)
+    assert [c.split(" | ")[0] for c in calls] == ["db upgrade", "serve --no-upgrade --no-bootstrap-key"]
+
+
+def test_start_script_maps_the_spaces_variables_and_preloads_the_default_model(tmp_path: Path) -> None:
+    calls = _run_start(
+        tmp_path, HF_SPACES="true", MODEL_CACHE_DIR="/app/models", PORT="7860", PRELOAD_GGUF="true",
+        AME_BOOTSTRAP_KEY="true",
+    )  # fmt: skip
+    commands = [c.split(" | ")[0] for c in calls]
+    assert commands[0] == "db upgrade"
+    assert commands[1].startswith("models load ")
+    assert commands[2] == "serve --no-upgrade --bootstrap-key"
+    assert calls[-1].endswith("AME_PORT=7860 PROFILE=t4 CACHE=/app/models")
