@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +198,7 @@ class ModelPool:
 
     async def stream(
         self, req: GenerationRequest, *, fallbacks: list[Fallback] | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Token pieces as they are generated. Fallbacks taken are appended to ``fallbacks``.
 
         Closing the iterator early (a client going away) cancels the generation.

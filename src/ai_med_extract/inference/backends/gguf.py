@@ -105,7 +105,8 @@ class GGUFBackend(TextBackend):
                     "or send a raw prompt",
                     details={"model": self.entry.name},
                 )
-            rendered = self.formatter(messages=[{"role": m.role, "content": m.content} for m in req.messages])
+            chat: list[Any] = [{"role": m.role, "content": m.content} for m in req.messages]
+            rendered = self.formatter(messages=chat)
             text, add_bos = rendered.prompt, not rendered.added_special
             if rendered.stop:
                 stop += [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop)
@@ -157,7 +158,7 @@ class GGUFBackend(TextBackend):
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> Completion:
         counter = [0]
         args = self._arguments(req, cancel, counter)
-        out = self.llm.create_completion(**args, stream=False)
+        out: Any = self.llm.create_completion(**args, stream=False)
         if cancel.is_set():
             raise GenerationCancelled
         choice = out["choices"][0]
@@ -172,9 +173,10 @@ class GGUFBackend(TextBackend):
     def stream(self, req: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
         counter = [0]
         args = self._arguments(req, cancel, counter)
-        finish = "stop"
+        finish: str = "stop"
         pieces: list[str] = []
-        for chunk in self.llm.create_completion(**args, stream=True):
+        chunks: Any = self.llm.create_completion(**args, stream=True)
+        for chunk in chunks:
             choice = chunk["choices"][0]
             if choice["text"]:
                 pieces.append(choice["text"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ai_med_extract.inference.backends.transformers import TransformersBackend
 from ai_med_extract.inference.catalogue import ModelType
@@ -23,7 +23,7 @@ IR_FILE = "openvino_model.xml"
 
 class OpenVINOBackend(TransformersBackend):
     kind = ModelType.openvino
-    requires = ("openvino", "optimum.intel", "transformers")
+    requires: ClassVar[tuple[str, ...]] = ("openvino", "optimum.intel", "transformers")
 
     def _ov_device(self) -> str:
         if self.entry.device:
@@ -68,7 +68,7 @@ class OpenVINOBackend(TransformersBackend):
                 details={"model": self.entry.name},
             ) from exc
         self.device = device
-        self._torch_device = "cpu"  # inputs are torch tensors on the host; OpenVINO moves them
+        self._torch_device = "cpu"  # type: ignore[assignment]  # inputs are torch tensors on the host; OpenVINO moves them
         return model
 
     def memory_bytes(self) -> int | None:

@@ -6,7 +6,7 @@ import gc
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ai_med_extract.inference.backends.base import Completion, GenerationCancelled, TextBackend
 from ai_med_extract.inference.catalogue import ModelType
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 class TransformersBackend(TextBackend):
     kind = ModelType.transformers
-    requires = ("torch", "transformers")
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
 
     # -- loading (the OpenVINO backend overrides _load_model) ----------------------------------
 
@@ -63,7 +63,7 @@ class TransformersBackend(TextBackend):
                 details={"model": self.entry.name},
             ) from exc
         if not use_map:
-            model = model.to(device)
+            model = model.to(device)  # type: ignore[arg-type]
         model.eval()
         self.device = device
         self._torch_device = model.device
@@ -172,7 +172,7 @@ class TransformersBackend(TextBackend):
         if cancel.is_set():
             raise GenerationCancelled
         new_ids = output[0][prompt_len:].tolist()
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        text = str(self.tokenizer.decode(new_ids, skip_special_tokens=True))
         return Completion(text, prompt_len, len(new_ids), self._finish(new_ids, req.max_tokens))
 
     def stream(self, req: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
