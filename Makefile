@@ -1,0 +1,43 @@
+# ai-med-extract: every set-up step a fresh machine needs is behind `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Install system packages and the virtualenv (done once; redone when the lock changes)
+
+$(STAMP): requirements.txt pyproject.toml apt-packages.txt
+	scripts/install-system-packages.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --no-deps -r requirements.txt
+	$(BIN)/pip install --no-deps -e .
+	touch $@
+
+run: setup ## Start the service on embedded defaults (SQLite, in-process jobs, shipped models) at :8000
+	$(BIN)/ai-med-extract db upgrade
+	$(BIN)/ai-med-extract serve
+
+test: setup ## Run the whole test suite (PostgreSQL and SQLite, Tesseract, real models, browser)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check src tests bench alembic
+	$(BIN)/mypy
+
+bench: setup ## Run every benchmark in bench/ (prints ratios against peers)
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lock: ## Rewrite requirements.txt from the current virtualenv (after adding to requirements.in)
+	$(BIN)/pip freeze --exclude-editable | sed '/^ai-med-extract/d' > requirements.txt
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) data .pytest_cache
