@@ -59,7 +59,7 @@ def covers(scrubber: PhiScrubber, text: str, value: str) -> PhiLabel | None:
         ("lives at 42 Maple Street with wife", "42 Maple Street", PhiLabel.ADDRESS),
         ("Boston, MA 02114", "02114", PhiLabel.ZIP),
         ("plan transfer to Sacred Heart Hospital", "Sacred Heart", PhiLabel.HOSPITAL),
-        ("transferred from Quartzville 3 this evening", "Quartzville 3", PhiLabel.LOCATION),
+        ("transferred from Quartzville 3 this evening", "Quartzville", PhiLabel.LOCATION),
         ("family lives in Rockville and visits daily", "Rockville", PhiLabel.LOCATION),
         ("46 yo male came into GH on 7/18", "GH", PhiLabel.HOSPITAL),
     ],

@@ -26,7 +26,7 @@ RELATIVES = frozenset({
 })  # fmt: skip
 CREDENTIALS = frozenset({
     "rn", "rrt", "np", "md", "lpn", "cna", "pa-c", "msw", "licsw", "lcsw", "rd", "bsn", "pharmd", "slp",
-    "otr", "dpt", "crnp", "aprn", "cnm", "rph", "ccrn", "crt", "cpt", "rrt-nps",
+    "otr", "dpt", "crnp", "aprn", "cnm", "rph", "ccrn", "crt", "rrt-nps",
 })  # fmt: skip
 # words that may join two names after a cue: "Drs Smith and Jones"
 _JOIN = frozenset({"and", "&", "or"})
@@ -109,8 +109,9 @@ class NameFinder:
                 # a second word right after a strong cue ("Dr. Art White") gets the lenient test
                 if not (first is False and strong and taken == 1 and self._accept_second(t)):
                     break
-            if len(t.low) == 1 and not text[t.end : t.end + 1] == "." and j + 1 < len(toks):
-                if not self._accept(toks[j + 1], False):
+            if len(t.low) == 1 and not text[t.end : t.end + 1] == ".":
+                nxt = toks[j + 1] if j + 1 < len(toks) else None
+                if nxt is None or not (nxt.low in self.lx.first_names or nxt.low in self.lx.surnames):
                     break
             out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, score, det))
             taken += 1

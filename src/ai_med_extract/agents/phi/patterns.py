@@ -118,8 +118,8 @@ def find_dates(text: str) -> Iterator[PhiSpan]:
         else:
             if sep == ".":
                 continue  # "3.5" is a number
-            if sep == "-" and not _DATE_CUE_BEFORE.search(before):
-                continue  # "3-4 times", "10-12 mcg"
+            if sep == "-":
+                continue  # "3-4 times", "4-6 on the pain scale": ranges far more often than dates
             if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
                 continue
             if after.startswith(("/", "%")):
@@ -148,7 +148,8 @@ def find_dates(text: str) -> Iterator[PhiSpan]:
             continue
         yield _span(m, PhiLabel.DATE, 0.95, "pattern.date")
     for m in _MONTH_YEAR.finditer(text):
-        yield _span(m, PhiLabel.DATE, 0.95, "pattern.date")
+        yield _span(m, PhiLabel.DATE, 0.95, "pattern.date", "m")
+        yield _span(m, PhiLabel.YEAR, 0.95, "pattern.year", "y")
     for m in _MONTH_ALONE.finditer(text):
         yield _span(m, PhiLabel.DATE, 0.8, "pattern.date", "m")
     for m in _ORDINAL_DAY.finditer(text):

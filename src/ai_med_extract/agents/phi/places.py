@@ -29,7 +29,8 @@ _GENERIC_BEFORE = frozenset({
     "the", "a", "an", "this", "that", "outside", "other", "another", "same", "local", "nursing", "acute",
     "inpatient", "outpatient", "cardiac", "pulmonary", "pulm", "rehab", "home", "medical", "his", "her",
     "their", "to", "from", "at", "in", "of", "for", "via", "by", "with", "and", "or", "pt", "pt's",
-    "physical", "short", "long", "term", "group", "day", "sub-acute", "subacute", "transitional",
+    "physical", "short", "long", "term", "group", "day", "sub-acute", "subacute", "transitional", "ward",
+    "unit", "floor", "room", "bed", "normal", "baseline",
 })  # fmt: skip
 _LIVE_CUE = re.compile(
     r"\b(?:lives?|living|resides?|residing|reside|moved|vacationing|visiting|relocated|born|raised|"
@@ -152,7 +153,7 @@ class PlaceFinder:
             # "St Mary", "Saint Agnes", "St A."
             if low in ("st", "saint") and t.capitalised and not t.caps_line and i + 1 < n:
                 nx = toks[i + 1]
-                if gap(text, t, nx) in (" ", ". ") and nx.capitalised and (
+                if gap(text, t, nx) in (" ", ". ") and nx.capitalised and nx.low not in lx.clinical and (
                     nx.low not in lx.stop or len(nx.low) == 1
                 ):
                     out.append(PhiSpan(t.start, nx.end, PhiLabel.HOSPITAL, 0.85, "cue.saint"))
@@ -163,8 +164,17 @@ class PlaceFinder:
             ):
                 after = text[t.end : t.end + 5]
                 m = re.match(r"\s?\d{1,2}(?!\.\d|[\d/%-])\b", after)
-                if m:
-                    out.append(PhiSpan(t.start, t.end + m.end(), PhiLabel.LOCATION, 0.8, "cue.ward"))
+                if m and not t.capitalised and (
+                    toks[i - 1].low not in ("to", "from", "into")
+                    or re.match(
+                        r"\s*(?:pm|am|bags?|mg|mcg|units?|u|doses?|x|times|hrs?|l|liters?|ml|cc|tabs?|puffs?)\b",
+                        text[t.end + m.end() : t.end + m.end() + 8],
+                        re.IGNORECASE,
+                    )
+                ):
+                    m = None
+                if m:  # the ward's name; its number alone identifies nobody
+                    out.append(PhiSpan(t.start, t.end, PhiLabel.LOCATION, 0.8, "cue.ward"))
             # "lives in X", "transferred to X", "X, MA"
             before = text[max(0, t.start - 40) : t.start]
             live = _LIVE_CUE.search(before)
@@ -205,7 +215,7 @@ class PlaceFinder:
                 break
             if x.caps_line:
                 ok = self._namey(x) and (
-                    x.low in lx.cities or x.low in lx.surnames or live or x.low not in lx.english
+                    x.low in lx.cities or live or x.low not in lx.english
                     or (bool(taken) and x.low in NAME_WORDS)
                 )
             else:
