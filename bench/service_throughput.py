@@ -1,0 +1,162 @@
+"""Throughput and latency of POST /upload (1 KB text) and GET /job/{id} under 16 concurrent clients,
+against a bare FastAPI app with the same routes doing nothing, in the same run.
+
+    .venv/bin/python bench/service_throughput.py [--seconds 10] [--clients 16] [--database URL]
+
+Both servers run in their own uvicorn process on loopback; the load comes from this process. The
+service runs with authentication on (a real key), the audit trail, encrypted storage and the job
+runner; rate limits are raised so that they do not refuse the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE_APP = textwrap.dedent(
+    """
+    import uuid
+    from fastapi import FastAPI, File, UploadFile
+    app = FastAPI()
+
+    @app.post("/upload", status_code=202)
+    async def upload(files: list[UploadFile] = File(...)):
+        for f in files:
+            await f.read()
+        return {"job_id": str(uuid.uuid4()), "status": "queued"}
+
+    @app.get("/job/{job_id}")
+    async def job(job_id: str):
+        return {"job_id": job_id, "status": "completed"}
+    """
+)
+NOTE = ("Pt seen in clinic. BP 132/84, HR 72. Continue metformin 500 mg PO BID. " * 15)[:1024].encode()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+async def _load(url: str, headers: dict[str, str], seconds: float, clients: int, kind: str, job_id: str) -> list[float]:
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                if kind == "upload":
+                    r = await client.post("/upload", files={"files": ("n.txt", NOTE, "text/plain")})
+                    ok = r.status_code == 202
+                else:
+                    r = await client.get(f"/job/{job_id}")
+                    ok = r.status_code == 200
+                if not ok:
+                    raise SystemExit(f"{kind} answered {r.status_code}: {r.text[:200]}")
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*[worker() for _ in range(clients)])
+    return latencies
+
+
+def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "rps": len(ordered) / seconds,
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--database", default=None, help="database URL for the service (default: SQLite)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="ame-bench-"))
+    env = {
+        **os.environ,
+        "AME_ENVIRONMENT": "test",
+        "AME_DATABASE__URL": args.database or f"sqlite+aiosqlite:///{workdir}/bench.db",
+        "AME_STORAGE__DIRECTORY": str(workdir / "storage"),
+        "AME_SECURITY__RATE_LIMIT__PER_IP_PER_MINUTE": "100000000",
+        "AME_SECURITY__RATE_LIMIT__PER_KEY_PER_HOUR": "100000000",
+        "AME_SECURITY__RATE_LIMIT__BURST": "100000000",
+        "AME_LOGGING__LEVEL": "WARNING",
+        "AME_JOBS__QUEUE_SIZE": "100000",
+    }
+    python = sys.executable
+    subprocess.run([python, "-m", "ai_med_extract", "db", "upgrade"], env=env, cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    created = subprocess.run([python, "-m", "ai_med_extract", "keys", "create", "--role", "admin", "--name", "bench"],
+                             env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    key = created.stdout.strip().rsplit(" ", 1)[-1]
+    (workdir / "bare_app.py").write_text(BARE_APP)
+
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name in ("bare", "service"):
+        port = _free_port()
+        if name == "bare":
+            cmd = [python, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--no-access-log",
+                   "--app-dir", str(workdir), "--log-level", "warning"]
+            headers: dict[str, str] = {}
+        else:
+            cmd = [python, "-m", "ai_med_extract", "serve", "--port", str(port), "--no-upgrade", "--no-bootstrap-key"]
+            headers = {"X-API-Key": key}
+        proc = _start(cmd, env, port)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            first = httpx.post(f"{url}/upload", headers=headers, files={"files": ("n.txt", NOTE, "text/plain")})
+            job_id = first.json()["job_id"]
+            results[name] = {}
+            for kind in ("upload", "job"):
+                asyncio.run(_load(url, headers, 1.0, args.clients, kind, job_id))  # warm-up
+                lat = asyncio.run(_load(url, headers, args.seconds, args.clients, kind, job_id))
+                results[name][kind] = _summary(lat, args.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+    print(f"{args.clients} concurrent clients, {args.seconds:g} s per route, database: "
+          f"{'PostgreSQL' if args.database else 'SQLite'}")
+    print(f"{'route':<14}{'':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for kind, route in (("upload", "POST /upload"), ("job", "GET /job/{id}")):
+        for name in ("bare", "service"):
+            r = results[name][kind]
+            print(f"{route:<14}{name:>10}{r['rps']:>10.1f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}")
+        ratio = results["service"][kind]["rps"] / results["bare"][kind]["rps"]
+        print(f"{route:<14}{'ratio':>10}{ratio:>10.3f}   (service req/s / bare FastAPI req/s)")
+
+
+if __name__ == "__main__":
+    main()
