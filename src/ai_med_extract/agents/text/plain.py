@@ -22,6 +22,9 @@ _BOMS = (
 )
 
 
+_TIE_BREAK = ("cp1252", "iso8859_15", "latin_1")
+
+
 def undecodable() -> Unprocessable:
     return Unprocessable("the text's character encoding cannot be determined", code="UNDECODABLE_TEXT")
 
@@ -38,13 +41,24 @@ def decode_text(data: bytes) -> tuple[str, str]:
     try:
         text, encoding = data.decode("utf-8"), "utf_8"
     except UnicodeDecodeError:
-        best = from_bytes(data).best()
-        if best is None:
-            raise undecodable() from None
-        text, encoding = str(best), best.encoding
+        text, encoding = _detect(data)
     if "\x00" in text:
         raise undecodable()
     return _normalize(text), encoding
+
+
+def _detect(data: bytes) -> tuple[str, str]:
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        raise undecodable()
+    # Short texts often fit several code pages equally well; then take the most common one.
+    tied = [m for m in matches if m.chaos == best.chaos and m.coherence == best.coherence]
+    for preferred in _TIE_BREAK:
+        for match in tied:
+            if match.encoding == preferred:
+                return str(match), match.encoding
+    return str(best), best.encoding
 
 
 def _normalize(text: str) -> str:
