@@ -20,7 +20,7 @@ from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
 from ai_med_extract.jobs.events import JobEvents
-from ai_med_extract.jobs.pipeline import DocumentPipeline, Stage, extract_plain_text, sniff_plain_text
+from ai_med_extract.jobs.pipeline import DocumentPipeline, Stage
 from ai_med_extract.jobs.runner import InProcessJobRunner
 from ai_med_extract.jobs.service import JobService
 from ai_med_extract.observability.logs import configure_logging, log_exception
@@ -37,17 +37,28 @@ logger = logging.getLogger(__name__)
 def build_agents(settings: Settings) -> dict[str, Any]:
     """The agents and the model pool. Each is built once; heavy libraries load lazily inside them."""
     from ai_med_extract.agents.phi.agent import PhiAgent
+    from ai_med_extract.agents.text import TextExtractionAgent
+    from ai_med_extract.agents.text.stage import upload_validator
+    from ai_med_extract.inference.pool import ModelPool
 
+    pool = ModelPool.from_settings(settings)
+    text = TextExtractionAgent(settings.extraction, max_bytes=settings.upload.max_bytes, transcriber=pool)
     return {
-        "validate_upload": sniff_plain_text,
+        "pool": pool,
+        "text": text,
+        "validate_upload": upload_validator(text),
         "phi": PhiAgent(load_secrets(settings).secret_key, ner=settings.phi.ner),
     }
 
 
 def build_pipeline(agents: dict[str, Any]) -> DocumentPipeline:
     from ai_med_extract.agents.phi.agent import scrub_phi_stage
+    from ai_med_extract.agents.text.stage import text_extraction_stage
 
-    stages = [Stage("extract_text", extract_plain_text)]
+    stages: list[Stage] = []
+    stages.append(
+        Stage("extract_text", text_extraction_stage(agents["text"], stage_count=lambda: len(stages)))
+    )
     if "phi" in agents:
         stages.append(Stage("scrub_phi", scrub_phi_stage(agents["phi"])))
     return DocumentPipeline(stages)
