@@ -22,7 +22,7 @@ RELATIVES = frozenset({
     "boyfriend", "girlfriend", "neighbor", "neighbour", "hcp", "proxy", "guardian", "sibling", "dtr",
     "dau", "spouse", "caregiver", "companion", "stepson", "stepdaughter", "godson", "goddaughter",
     "grandma", "grandpa", "spokesperson", "neice", "grandchildren", "children", "kids", "parents", "grandsons",
-    "granddaughters", "relatives", "family", "nephews", "nieces", "daughter-in-law", "son-in-law",
+    "granddaughters", "relatives", "nephews", "nieces", "daughter-in-law", "son-in-law",
 })  # fmt: skip
 CREDENTIALS = frozenset({
     "rn", "rrt", "np", "md", "lpn", "cna", "pa-c", "msw", "licsw", "lcsw", "rd", "bsn", "pharmd", "slp",
@@ -213,7 +213,7 @@ class NameFinder:
                 named = c.low in lx.surnames or c.low in lx.first_names
                 if c.low in lx.english and not named:
                     break
-                if fam and (not named or c.low in lx.english):
+                if fam and (not named or c.low in lx.frequent):
                     break
                 if not named and not (c.capitalised and len(c.low) > 2):
                     break
@@ -241,8 +241,9 @@ class NameFinder:
         if t.low in self.lx.english and not is_first:
             return
         unknown = (
-            t.low not in self.lx.english and t.low not in self.lx.drugs and len(t.low) > 3 and t.proper
-            and "-" not in t.low
+            t.low not in self.lx.english and t.low not in self.lx.drugs and len(t.low) > 3 and "-" not in t.low
+            and (t.proper or (not t.caps_line and not t.low.endswith(("ed", "ing", "s", "ly"))
+                              and text[t.end : t.end + 1] in (".", ",", ";", "\n", "")))
         )
         if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5) or unknown):
             return

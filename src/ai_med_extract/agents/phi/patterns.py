@@ -132,7 +132,7 @@ def find_dates(text: str) -> Iterator[PhiSpan]:
                 continue  # "5/5 strength", "10/10"
             strong_cue = re.search(r"\b(?:on|since|admit\w*|dated?|from)\W{0,2}$", before, _I)
             if not strong_cue and re.search(
-                r"\b(?:psv|ps|cpap|peep|bipap|wean\w*|settings?|vent|flowby|flow-by|ac|a/c|simv|imv)\b", wide
+                r"\b(?:psv|ps|cpap|peep|bipap|wean\w*|settings?|vent|flowby|flow-by|simv|imv)\b", wide
             ):
                 continue
             frac = (mo, d) in {(1, 2), (1, 3), (2, 3), (1, 4), (3, 4), (1, 8), (1, 5)}

@@ -44,10 +44,9 @@ _MOVE_CUE = re.compile(
     re.IGNORECASE,
 )
 _STATE_AFTER = re.compile(
-    r"^\s*,\s*(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|"
-    r"NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|mass|maryland|virginia|florida|"
-    r"california|texas|new york|pennsylvania|ohio|maine|delaware)\b",
-    re.IGNORECASE,
+    r"^\s*,\s*(?:(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|"
+    r"NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)\b|(?i:mass|maryland|virginia|florida|"
+    r"california|texas|new york|pennsylvania|ohio|maine|delaware)\b)"
 )
 _STATES_FULL = frozenset({
     "alabama", "alaska", "arizona", "arkansas", "california", "colorado", "connecticut", "delaware",
@@ -192,6 +191,25 @@ class PlaceFinder:
                         break
                     k -= 1
         out.extend(self._gazetteer(text, toks))
+        out.extend(self._in_proper_place(text, toks))
+        return out
+
+    def _in_proper_place(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        """"lives ... in Lansdowne.": "in"/"near" + a capitalised word no dictionary knows, ending a
+        clause, on a mixed-case line."""
+        lx = self.lx
+        out = []
+        for i in range(1, len(toks)):
+            t = toks[i]
+            if toks[i - 1].low not in ("in", "near", "outside") or gap(text, toks[i - 1], t) != " ":
+                continue
+            if not t.proper or t.text.isupper() or len(t.low) < 4 or t.low in lx.english or t.low in lx.clinical:
+                continue
+            if t.low in lx.drugs or t.low in lx.first_names or t.low in _STATES_FULL:
+                continue
+            if text[t.end : t.end + 1] not in (".", ",", ";", "\n", ""):
+                continue
+            out.append(PhiSpan(t.start, t.end, PhiLabel.LOCATION, 0.6, "cue.place"))
         return out
 
     def _take_place(self, text: str, toks: list[Token], i: int, out: list[PhiSpan], live: bool) -> None:
