@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.models import AuditLog, Role
 from ai_med_extract.db.phi import PhiMapping
 from tests.support import running_app, wait_for_job
 
@@ -80,3 +80,21 @@ async def test_upload_pipeline_scrubs_the_document(phi_client: httpx.AsyncClient
     [document] = job["result"]["documents"]
     assert "Gillan" not in document["phi"]["text"]
     assert document["phi"]["counts"]["NAME"] >= 2
+
+
+async def test_only_an_admin_may_reidentify(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory(phi={"ner": False}, security={"auth_enabled": True})
+    async with running_app(settings) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        async with services.sessionmaker() as session, session.begin():
+            _, clinician = await services.keys.create(session, name="clin", role=Role.clinician)
+            _, admin = await services.keys.create(session, name="adm", role=Role.admin)
+        scrubbed = await client.post(
+            "/scrub_phi", json={"text": NOTE, "operator": "reversible"}, headers={"X-API-Key": clinician}
+        )
+        assert scrubbed.status_code == 200, scrubbed.text
+        body = {"mapping_id": scrubbed.json()["mapping_id"], "text": scrubbed.json()["text"]}
+        refused = await client.post("/scrub_phi/reidentify", json=body, headers={"X-API-Key": clinician})
+        assert refused.status_code == 403
+        allowed = await client.post("/scrub_phi/reidentify", json=body, headers={"X-API-Key": admin})
+        assert allowed.status_code == 200 and allowed.json()["text"] == NOTE

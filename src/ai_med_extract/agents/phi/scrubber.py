@@ -22,12 +22,16 @@ ALL_LAYERS = frozenset({"patterns", "names", "places", "dictionary", "propagatio
 class ScrubOptions:
     layers: frozenset[str] = ALL_LAYERS
     keep_years: bool = False  # Safe Harbor allows a bare year; off by default (stricter)
-    chunk_chars: int = 20_000  # NER windows never exceed this; identifiers are never cut
     extra: dict[str, object] = field(default_factory=dict)
 
 
 class PhiScrubber:
     """Finds the 18 Safe Harbor identifier kinds and replaces them.
+
+    Long documents are processed whole: the pattern, name and place layers scan the full text in
+    linear time, and the NER layer only sees short windows around doubtful words, each cut at
+    spaces inside one line, so no identifier is ever split between two model calls and nothing is
+    truncated.
 
     Collaborators come in the constructor: the lexicon (dictionaries), an optional NER backend
     (spaCy) and the operator engine. ``PhiScrubber.default()`` builds the standard set.
