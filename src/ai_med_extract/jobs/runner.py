@@ -280,7 +280,6 @@ class InProcessJobRunner(JobRunner):
             return  # cancelled or deleted while queued
         handler = self._handlers.get(ctx.kind)
         started = time.perf_counter()
-        metrics.JOBS.labels("running").inc()
         await self._events.publish(job_id, "progress", {"stage": "starting", "percent": 0.0, "message": "started"})
         task = asyncio.create_task(self._invoke(handler, ctx))
         self._running[job_id] = (task, ctx)
@@ -317,7 +316,6 @@ class InProcessJobRunner(JobRunner):
             await self._finish(job_id, JobStatus.completed, result=result)
         finally:
             self._running.pop(job_id, None)
-            metrics.JOBS.labels("running").dec()
             metrics.JOB_DURATION.labels(ctx.kind).observe(time.perf_counter() - started)
 
     async def _invoke(self, handler: JobHandler | None, ctx: JobContext) -> dict[str, Any]:

@@ -16,7 +16,7 @@ HTTP_DURATION = Histogram(
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180),
 )
-JOBS = Gauge("jobs", "Jobs by state (this process's view)", ["state"])
+JOBS = Gauge("jobs", "Jobs by state, counted in the database at scrape time", ["state"])
 JOBS_FINISHED = Counter("jobs_finished_total", "Jobs that reached a terminal state", ["kind", "state"])
 JOB_QUEUE_DEPTH = Gauge("job_queue_depth", "Jobs waiting for a worker")
 JOB_DURATION = Histogram(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from ai_med_extract.api.deps import ServicesDep
+from ai_med_extract.db.models import Job, JobStatus
+from ai_med_extract.observability import metrics
 from ai_med_extract.observability.logs import log_exception
 
 router = APIRouter(tags=["health"])
@@ -28,8 +31,6 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(services: ServicesDep) -> JSONResponse:
-    import logging
-
     logger = logging.getLogger(__name__)
     checks: dict[str, Any] = {}
     try:
@@ -63,5 +64,15 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(services: ServicesDep) -> Response:
+    # Job counts by state come from the database, so they are right after a restart too.
+    try:
+        async with services.sessionmaker() as session:
+            rows = (await session.execute(select(Job.status, func.count()).group_by(Job.status))).all()
+        counts = dict(rows)
+        for state in JobStatus:
+            metrics.JOBS.labels(state.value).set(counts.get(state.value, 0))
+    except Exception as exc:
+        log_exception(logging.getLogger(__name__), "metrics: job counts unavailable", exc)
+    metrics.JOB_QUEUE_DEPTH.set(services.runner.queue_depth())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
