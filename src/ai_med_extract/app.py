@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ai_med_extract import __version__
+from ai_med_extract.agents.summary.job import build_summary_job
 from ai_med_extract.api.errors import install_error_handlers
 from ai_med_extract.api.middleware import ServiceMiddleware
 from ai_med_extract.api.router import api_router
@@ -95,7 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         events=events,
         store=store,
         cipher=cipher,
-        handlers={"upload": build_pipeline(agents)},
+        handlers={"upload": build_pipeline(agents), "summary": build_summary_job(settings, agents)},
     )
     services = Services(
         settings=settings,
