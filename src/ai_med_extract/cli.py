@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "extract_text",
     "extract",
     "models",
+    "summarize",
 ]
 
 for _name in COMMAND_MODULES:
