@@ -61,7 +61,7 @@ async def test_shipped_smollm2_summarises_a_note(make_pool):
             ChatMessage("system", "You summarise clinical notes in one sentence."),
             ChatMessage("user", f"Summarise this note:\n{NOTE}"),
         ),
-        max_tokens=60,
+        max_tokens=40,
         temperature=0,
     )
 
@@ -69,7 +69,7 @@ async def test_shipped_smollm2_summarises_a_note(make_pool):
 
     assert result.backend == "gguf" and result.model == "smollm2"
     assert result.prompt_tokens > await pool.count_tokens(NOTE, "smollm2")  # note plus template and system
-    assert 0 < result.completion_tokens <= 60
+    assert 0 < result.completion_tokens <= 40
     assert any(word in result.text.lower() for word in ("chest", "nstemi", "troponin", "aspirin"))
 
 

@@ -20,7 +20,7 @@ from ai_med_extract.inference.errors import (
     ModelTooLarge,
 )
 from ai_med_extract.inference.types import ChatMessage, Fallback, GenerationRequest
-from tests.inference.conftest import SMOLLM2_ENTRY, gguf_entry
+from tests.inference.conftest import gguf_entry
 
 MB = 1024 * 1024
 NOTE = (
@@ -114,18 +114,32 @@ async def test_requests_beyond_the_wait_queue_get_model_busy(make_pool, tiny_ggu
     assert (await queued).model == "a"
 
 
-@pytest.mark.models
-async def test_a_generation_past_its_timeout_is_stopped_and_the_model_stays_usable(make_pool):
-    pool = make_pool({"patient_summary_models": [SMOLLM2_ENTRY]})
-    await pool.load("smollm2")
-    long = GenerationRequest(prompt="Write a long story about a hospital.", max_tokens=1500, timeout_s=0.5)
+async def test_a_generation_past_its_timeout_is_stopped_and_the_model_stays_usable(
+    make_pool, tiny_gguf: Path
+):
+    # the tiny model never emits end-of-text: 4000 tokens take far longer than the 50 ms allowed
+    pool = make_pool({"patient_summary_models": [gguf_entry("a", tiny_gguf, n_ctx=4096)]})
+    await pool.load("a")
 
     with pytest.raises(GenerationTimeout) as caught:
-        await pool.generate(long)
+        await pool.generate(ask("a", max_tokens=4000, timeout_s=0.05))
 
+    llm = pool._slots["a"].backend.llm  # the llama.cpp context: how far did it get?
     assert caught.value.code == "GENERATION_TIMEOUT" and caught.value.status_code == 504
-    after = await pool.generate(GenerationRequest(prompt="The heart", max_tokens=4))
-    assert after.completion_tokens >= 1 and pool.describe_model("smollm2")["in_use"] == 0
+    assert llm.n_tokens < 3000  # stopped between tokens, not run to max_tokens
+    after = await pool.generate(ask("a", max_tokens=4))
+    assert after.finish_reason == "length" and pool.describe_model("a")["in_use"] == 0
+
+
+async def test_closing_a_stream_early_cancels_the_generation(make_pool, tiny_gguf: Path):
+    pool = make_pool({"patient_summary_models": [gguf_entry("a", tiny_gguf, n_ctx=4096)]})
+    stream = pool.stream(ask("a", max_tokens=4000))
+
+    await anext(stream)
+    await stream.aclose()  # what the SSE response does when the client goes away
+
+    assert pool._slots["a"].backend.llm.n_tokens < 3000
+    assert pool.describe_model("a")["in_use"] == 0 and (await pool.generate(ask("a"))).model == "a"
 
 
 async def test_fallback_chain_reports_each_model_that_was_skipped(make_pool, tiny_gguf: Path, tmp_path: Path):

@@ -76,9 +76,9 @@ def write_tiny_gguf(
     tensor("token_embd.weight", vocab, embedding)
     writer.add_tensor("output_norm.weight", np.ones(embedding, dtype=np.float32))
     output = rng.normal(0.0, 0.5, size=(vocab, embedding)).astype(np.float32)
-    output[:5] = (
-        0.0  # control tokens score 0 while hundreds of random rows score above: greedy never ends early
-    )
+    # control and byte tokens score 0 while the random rows of the others score above: greedy decoding never
+    # ends early and always produces whole UTF-8 text (streams can hand every piece on at once)
+    output[:261] = 0.0
     writer.add_tensor("output.weight", output)
     for i in range(layers):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(embedding, dtype=np.float32))

@@ -185,4 +185,5 @@ class GGUFBackend(TextBackend):
                 finish = choice["finish_reason"]
         if cancel.is_set():
             raise GenerationCancelled
-        self.last = Completion("".join(pieces), len(args["prompt"]), counter[0], finish)
+        # the stopping check runs once per sampled token and once more after the last one
+        self.last = Completion("".join(pieces), len(args["prompt"]), max(0, counter[0] - 1), finish)
