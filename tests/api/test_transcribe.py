@@ -31,20 +31,26 @@ async def test_short_audio_is_transcribed_in_the_request(client: httpx.AsyncClie
 
 
 @pytest.mark.models
-async def test_background_transcription_is_a_job_with_chunk_progress(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "form"),
+    [({}, {"background": "true"}), ({"extraction": {"transcribe_inline_max_s": 2}}, {})],
+    ids=["background-flag", "longer-than-inline-limit"],
+)
+async def test_transcription_becomes_a_job_with_chunk_progress(
+    settings_factory: Callable[..., Settings], overrides: dict, form: dict
+) -> None:
     ogg = docs.convert_audio(docs.speech_wav(DICTATION), "ogg")
 
-    response = await client.post(
-        "/transcribe", files={"file": ("note.ogg", ogg, "audio/ogg")}, data={"background": "true"}
-    )
+    async with running_app(settings_factory(**overrides)) as client:
+        response = await client.post("/transcribe", files={"file": ("note.ogg", ogg, "audio/ogg")}, data=form)
+        assert response.status_code == 202, response.text
+        job = await wait_for_job(client, response.json()["job_id"], timeout=180)
+        events = parse_sse((await client.get(f"/job/{job['job_id']}/events")).text)
 
-    assert response.status_code == 202, response.text
-    job = await wait_for_job(client, response.json()["job_id"], timeout=180)
     assert job["status"] == "completed", job
     [document] = job["result"]["documents"]
     assert "chest pain" in document["text"].lower()
     assert "phi" not in document  # transcription only: no scrubbing stage ran
-    events = parse_sse((await client.get(f"/job/{job['job_id']}/events")).text)
     messages = [e["data"]["message"] for e in events if e["event"] == "progress"]
     assert "document 1/1: chunk 1/1 (speech)" in messages
 

@@ -229,7 +229,7 @@ class _Numbering:
 
     def _num_pr(self, paragraph: Paragraph) -> tuple[str, int] | None:
         p_pr = paragraph._p.pPr
-        num_pr = p_pr.numPr if p_pr is not None else None
+        num_pr: Any = p_pr.numPr if p_pr is not None else None  # python-docx types it loosely
         style = paragraph.style if num_pr is None else None
         while num_pr is None and style is not None:
             style_ppr = style.element.pPr
