@@ -8,7 +8,9 @@ runs ConText and the sectionizer, and returns per-span context flags and the sec
 
 from __future__ import annotations
 
+import bisect
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,15 +137,11 @@ class ClinicalContext:
     """The medspaCy pipeline, built once and reused for every note."""
 
     def __init__(self) -> None:
-        import warnings
-
         import spacy
         from medspacy.context import ConText, ConTextRule  # noqa: F401  (registers the factory)
         from medspacy.custom_tokenizer import create_medspacy_tokenizer
         from medspacy.section_detection import Sectionizer, SectionRule  # noqa: F401
 
-        # medspaCy keeps a matcher per rule kind; an empty one (no regex rules) warns on every note
-        warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
         nlp = spacy.blank("en")
         nlp.tokenizer = create_medspacy_tokenizer(nlp)
         if not spacy.language.Language.has_factory("ame_line_sentences"):
@@ -171,54 +169,115 @@ class ClinicalContext:
         return self._nlp
 
     def annotate(
-        self, text: str, spans: list[tuple[int, int, str]]
+        self, text: str, spans: list[tuple[int, int, str]], *, chunk_chars: int = 2000
     ) -> tuple[list[SpanContext], list[SectionSpan]]:
-        """Context for each (start, end, label) span, and the note's sections."""
+        """Context for each (start, end, label) span, and the note's sections.
 
+        ConText compares every modifier with every other and with every target of a document, so it
+        runs on chunks of about ``chunk_chars`` that end at a line break starting a new sentence (its
+        scope never crosses a sentence). The sectionizer runs once over the whole note.
+        """
+
+        sections = self._sections(text)
+        starts = [s.start for s in sections]
+        flags: list[tuple[bool, bool, bool, bool, bool] | None] = [None] * len(spans)
+        order = sorted(range(len(spans)), key=lambda i: spans[i][0])
+        position = 0
+        for chunk_start, chunk_end in _chunk_bounds(text, chunk_chars):
+            members = []
+            while position < len(order) and spans[order[position]][0] < chunk_end:
+                members.append(order[position])
+                position += 1
+            if members:
+                self._context_chunk(text, chunk_start, chunk_end, spans, members, flags)
+        result = []
+        for i, (start, _, _) in enumerate(spans):
+            at = bisect.bisect_right(starts, start) - 1
+            section = sections[at].category if at >= 0 and start < sections[at].end else None
+            negated, uncertain, historical, hypothetical, family = flags[i] or (False,) * 5
+            result.append(SpanContext(negated, uncertain, historical, hypothetical, family, section))
+        return result, sections
+
+    def _sections(self, text: str) -> list[SectionSpan]:
+        doc = self._nlp.make_doc(text)
+        doc = self._nlp.get_pipe("ame_line_sentences")(doc)
+        doc.spans[SPAN_GROUP] = []
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\[W036\]")
+            doc = self._nlp.get_pipe("medspacy_sectionizer")(doc)
+        sections = []
+        for s in doc._.sections:
+            if not s.category or s.body_end <= s.title_start:
+                continue
+            title = doc[s.title_start : s.title_end]
+            last = doc[s.body_end - 1]
+            sections.append(
+                SectionSpan(
+                    SECTION_NAMES.get(s.category, s.category),
+                    title.text,
+                    doc[s.title_start].idx,
+                    max(last.idx + len(last), title.end_char if len(title) else 0),
+                )
+            )
+        return sections
+
+    def _context_chunk(
+        self,
+        text: str,
+        chunk_start: int,
+        chunk_end: int,
+        spans: list[tuple[int, int, str]],
+        members: list[int],
+        flags: list[tuple[bool, bool, bool, bool, bool] | None],
+    ) -> None:
         from spacy.tokens import Span
 
-        doc = self._nlp.make_doc(text)
+        doc = self._nlp.make_doc(text[chunk_start:chunk_end])
         doc = self._nlp.get_pipe("ame_line_sentences")(doc)
         group: list[Any] = []
         index: list[int] = []
-        for i, (start, end, label) in enumerate(spans):
-            span = doc.char_span(start, end, label=label, alignment_mode="expand")
+        for i in members:
+            start, end, label = spans[i]
+            span = doc.char_span(
+                start - chunk_start, min(end, chunk_end) - chunk_start, label=label, alignment_mode="expand"
+            )
             if span is None or len(span) == 0:
                 continue
             group.append(Span(doc, span.start, span.end, label=label))
             index.append(i)
         doc.spans[SPAN_GROUP] = group
-        doc = self._nlp.get_pipe("medspacy_context")(doc)
-        doc = self._nlp.get_pipe("medspacy_sectionizer")(doc)
-
-        sections = []
-        for s in doc._.sections:
-            if not s.category:
-                continue
-            title = doc[s.title_start : s.title_end]
-            body_end = doc[s.body_end - 1].idx + len(doc[s.body_end - 1]) if s.body_end > s.title_start else 0
-            sections.append(
-                SectionSpan(
-                    SECTION_NAMES.get(s.category, s.category),
-                    title.text,
-                    doc[s.title_start].idx if len(doc) else 0,
-                    max(body_end, title.end_char if len(title) else 0),
-                )
-            )
-        result = [SpanContext(False, False, False, False, False, None)] * len(spans)
+        with warnings.catch_warnings():
+            # medspaCy keeps a matcher per rule kind; an empty one (no regex rules) warns on every note
+            warnings.filterwarnings("ignore", message=r"\[W036\]")
+            doc = self._nlp.get_pipe("medspacy_context")(doc)
         for i, span in zip(index, doc.spans[SPAN_GROUP], strict=True):
-            section = span._.section.category if span._.section is not None else None
-            result[i] = SpanContext(
-                negated=bool(span._.is_negated),
-                uncertain=bool(span._.is_uncertain),
-                historical=bool(span._.is_historical),
-                hypothetical=bool(span._.is_hypothetical),
-                family=bool(span._.is_family),
-                section=SECTION_NAMES.get(section, section) if section else None,
+            flags[i] = (
+                bool(span._.is_negated),
+                bool(span._.is_uncertain),
+                bool(span._.is_historical),
+                bool(span._.is_hypothetical),
+                bool(span._.is_family),
             )
-        return result, sections
 
 
+def _chunk_bounds(text: str, size: int) -> list[tuple[int, int]]:
+    bounds = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            # a line break followed by a line that does not continue a wrapped sentence
+            cut = -1
+            for m in _CHUNK_BREAK.finditer(text, start + size // 2, end):
+                cut = m.end()
+            if cut > start:
+                end = cut
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+_CHUNK_BREAK = re.compile(r"\n(?=\s*(?:[^a-z\s]|$))")
 _SENTENCE_END = re.compile(r"[.!?;]$")
 
 
@@ -226,21 +285,24 @@ def _line_sentences(doc: Any) -> Any:
     """Sentences end at . ! ? ; and at line breaks, except a wrapped line (the next starts lower case
     and the previous does not end a clause). Lists written one item per line stay separate."""
 
+    import numpy
+    from spacy.attrs import SENT_START
+
+    starts = numpy.full((len(doc), 1), -1, dtype="int64")
+    prev = None
     for i, token in enumerate(doc):
-        if i == 0:
-            token.is_sent_start = True
-            continue
-        prev = doc[i - 1]
-        start = False
-        if prev.text in {".", "!", "?", ";"} and not (prev.text == "." and token.is_lower and len(token) < 4):
-            start = True
-        elif "\n" in prev.whitespace_ or prev.is_space and "\n" in prev.text:
-            start = not (token.is_lower and not _SENTENCE_END.search(prev.text) and prev.text not in {":", ","})
-        elif prev.is_space and "\n" in prev.text:
-            start = True
-        if token.is_space:
-            start = False
-        token.is_sent_start = start
+        start = i == 0
+        if prev is not None:
+            if token.is_space:
+                start = False
+            elif prev.text in {".", "!", "?", ";"}:
+                start = not (prev.text == "." and token.is_lower and len(token) < 4)
+            elif "\n" in prev.whitespace_ or (prev.is_space and "\n" in prev.text):
+                start = not (token.is_lower and not _SENTENCE_END.search(prev.text) and prev.text not in {":", ","})
+        starts[i, 0] = 1 if start else -1
+        prev = token
+    if len(doc):
+        doc.from_array([SENT_START], starts.view("uint64"))  # spaCy stores -1 as a wrapped uint64
     return doc
 
 
@@ -267,10 +329,23 @@ def _context_rules(rule_cls: Any) -> list[Any]:
     return rules
 
 
+_DATED_TITLES = {
+    "labs": ["labs", "lab", "laboratory", "lab results", "laboratory results", "admission labs"],
+    "vitals": ["vitals", "vital signs", "vs"],
+    "imaging": ["imaging", "ct", "mri", "cxr", "x-ray", "ultrasound", "echo"],
+}
+
+
 def _section_rules(rule_cls: Any) -> list[Any]:
     rules = []
     for category, titles in _EXTRA_SECTIONS.items():
         for title in titles:
             for suffix in (":", " :", "-"):
                 rules.append(rule_cls(f"{title}{suffix}", category))
+    # a title with a date or time before its colon: "Labs 03/04/2024:", "Vitals (0800):"
+    for category, titles in _DATED_TITLES.items():
+        for title in titles:
+            words = [{"LOWER": w} for w in title.split()]
+            pattern = [*words, {"TEXT": {"REGEX": r"^[\d/().:-]+$|^(?:on|at|from)$"}, "OP": "+"}, {"TEXT": ":"}]
+            rules.append(rule_cls(f"{title} <date>:", category, pattern=pattern))
     return rules

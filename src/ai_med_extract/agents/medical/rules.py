@@ -6,7 +6,9 @@ here rewrites the text, so offsets stay exact. ``RuleDetectors`` is built once p
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +98,30 @@ def _within(inner: tuple[int, int], outer: tuple[int, int]) -> bool:
     return outer[0] <= inner[0] and inner[1] <= outer[1]
 
 
+class SpanIndex:
+    """Sorted spans answering "does anything overlap / contain this span" in O(log n + k)."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        self._spans = sorted(spans)
+        self._starts = [s for s, _ in self._spans]
+        self._longest = max((e - s for s, e in self._spans), default=0)
+
+    def _near(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        i = bisect.bisect_left(self._starts, end)
+        lowest = start - self._longest
+        while i > 0:
+            i -= 1
+            if self._starts[i] < lowest:
+                break
+            yield self._spans[i]
+
+    def overlaps(self, span: tuple[int, int]) -> bool:
+        return any(_overlaps(span, other) for other in self._near(*span))
+
+    def container(self, span: tuple[int, int]) -> tuple[int, int] | None:
+        return next((other for other in self._near(*span) if _within(span, other)), None)
+
+
 class RuleDetectors:
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocab = vocabulary
@@ -129,25 +155,28 @@ class RuleDetectors:
     # -- detectors ------------------------------------------------------------------------------
     def detect(self, text: str) -> list[Candidate]:
         vitals = self.vitals(text)
-        labs = [c for c in self.labs(text) if not any(_overlaps((c.start, c.end), (v.start, v.end)) for v in vitals)]
+        vital_index = SpanIndex((v.start, v.end) for v in vitals)
+        labs = [c for c in self.labs(text) if not vital_index.overlaps((c.start, c.end))]
         allergy_regions = self._allergy_regions(text)
         meds, allergies = self.medications_and_allergies(text, allergy_regions)
         # a lab value read inside a medication's sig ("magnesium 400 mg daily") belongs to the medication
-        labs = [
-            c for c in labs
-            if not any(_overlaps((c.start, c.end), (m.start, m.end)) and m.data["sig"] for m in meds)
+        sig_index = SpanIndex((m.start, m.end) for m in meds if m.data["sig"])
+        labs = [c for c in labs if not sig_index.overlaps((c.start, c.end))]
+        lab_index = SpanIndex((c.start, c.end) for c in labs)
+        meds = [m for m in meds if m.data["sig"] or not lab_index.overlaps(m.anchor_span)]
+        meds = [m for m in meds if not vital_index.overlaps(m.anchor_span)]
+        taken = SpanIndex([
+            *((c.start, c.end) for c in (*vitals, *labs)),
+            *(c.anchor_span for c in meds),
+            *((a.start, a.end) for a in allergies),
+        ])
+        med_index = SpanIndex((m.start, m.end) for m in meds)
+        problems = [
+            c for c in self.problems(text)
+            if not taken.overlaps((c.start, c.end))
+            # indications inside a sig ("prn pain") are not problems of their own
+            and med_index.container((c.start, c.end)) is None
         ]
-        meds = [
-            m for m in meds
-            if not (not m.data["sig"] and any(_overlaps(m.anchor_span, (c.start, c.end)) for c in labs))
-        ]
-        meds = [m for m in meds if not any(_overlaps(m.anchor_span, (v.start, v.end)) for v in vitals)]
-        taken = [(c.start, c.end) for c in (*vitals, *labs)]
-        taken += [c.anchor_span for c in meds]
-        taken += [(a.start, a.end) for a in allergies]
-        problems = [c for c in self.problems(text) if not any(_overlaps((c.start, c.end), t) for t in taken)]
-        # indications inside a sig ("prn pain") are not problems of their own
-        problems = [c for c in problems if not any(_within((c.start, c.end), (m.start, m.end)) for m in meds)]
         procedures = self.procedures(text)
         return [*problems, *procedures, *meds, *labs, *vitals, *allergies]
 
@@ -166,12 +195,12 @@ class RuleDetectors:
         found = []
         for s, e, t in self._terms(text, self._procedure_re):
             c = Candidate("procedure", s, e, "lexicon:procedures", t.canonical)
-            tail = text[e : e + 40].split("\n", 1)[0]
+            tail = re.split(r"[.;,]\s|\n", text[e : e + 40], maxsplit=1)[0]
             date = ms.DATE_RE.search(tail)
             if date:
                 c.data["date"] = ms.parse_date(date)
             else:
-                year = _YEAR_RE.match(tail)
+                year = _YEAR_RE.match(tail.strip())
                 if year:
                     c.data["date"] = year.group(1)
             found.append(c)
@@ -260,10 +289,10 @@ class RuleDetectors:
                 if len(text[start:end]) < 3:
                     continue
                 mentions.append((start, end, name, data.get("mesh_id"), True))
-        taken = [(s, e) for s, e, *_ in mentions]
+        taken = SpanIndex((s, e) for s, e, *_ in mentions)
         for s, e, word in tokens:
             generic = self.vocab.drug_aliases.get(word.lower())
-            if generic and not any(_overlaps((s, e), t) for t in taken):
+            if generic and not taken.overlaps((s, e)):
                 mentions.append((s, e, generic, None, False))
         # two-word aliases ("insulin glargine")
         for alias, generic in self.vocab.drug_aliases.items():
@@ -312,25 +341,29 @@ class RuleDetectors:
         nkda_spans = [(a.start, a.end) for a in allergies]
 
         mentions = self._drug_mentions(text)
+        mention_starts = [m[0] for m in mentions]
+        regions = SpanIndex(allergy_regions)
+        nkda_index = SpanIndex(nkda_spans)
         meds: list[Candidate] = []
         substances: list[tuple[int, int, str, str | None, str]] = []
-        for start, end, name, mesh, _ in mentions:
-            if any(_within((start, end), r) for r in allergy_regions):
+        for position, (start, end, name, mesh, _) in enumerate(mentions):
+            if regions.container((start, end)) is not None:
                 substances.append((start, end, name, mesh, "medication"))
                 continue
-            if any(_overlaps((start, end), s) for s in nkda_spans):
+            if nkda_index.overlaps((start, end)):
                 continue
-            meds.append(self._medication(text, start, end, name, mesh, mentions))
+            next_start = mention_starts[position + 1] if position + 1 < len(mentions) else len(text)
+            meds.append(self._medication(text, start, end, name, mesh, next_start))
 
+        substance_index = SpanIndex((s[0], s[1]) for s in substances)
         for start, end, term in self._terms(text, self._allergen_re):
-            if any(_within((start, end), r) for r in allergy_regions) and not any(
-                _overlaps((start, end), (s[0], s[1])) for s in substances
-            ):
+            if regions.container((start, end)) is not None and not substance_index.overlaps((start, end)):
                 substances.append((start, end, term.canonical, None, term.extra[0] if term.extra else "medication"))
         substances.sort()
 
         for i, (start, end, name, mesh, category) in enumerate(substances):
-            region = next(r for r in allergy_regions if _within((start, end), r))
+            region = regions.container((start, end))
+            assert region is not None
             nxt = substances[i + 1][0] if i + 1 < len(substances) else region[1]
             tail_end = min(nxt, region[1])
             tail = text[end:tail_end]
@@ -357,14 +390,11 @@ class RuleDetectors:
         return meds, allergies
 
     def _medication(
-        self, text: str, start: int, end: int, name: str, mesh: str | None,
-        mentions: list[tuple[int, int, str, str | None, bool]],
+        self, text: str, start: int, end: int, name: str, mesh: str | None, next_start: int | None = None,
     ) -> Candidate:
-        limit = len(text)
-        for other in mentions:
-            if other[0] >= end:
-                limit = other[0]
-                break
+        """A medication from its name span; the sig is read up to the next drug name (``next_start``)."""
+
+        limit = len(text) if next_start is None or next_start < end else next_start
         brk = _SENTENCE_BREAK.search(text, end, min(limit, end + 160))
         window_end = brk.start() if brk else min(limit, end + 160)
         window = text[end:window_end]
@@ -406,12 +436,12 @@ class RuleDetectors:
             mentions = self._drug_mentions(surface)
             if mentions:
                 s, e, generic, mesh, _ = mentions[0]
-                cand = self._medication(text, start + s, start + e, generic, mesh, [])
+                cand = self._medication(text, start + s, start + e, generic, mesh)
             else:
                 first = re.match(r"[A-Za-z][\w-]*", surface)
                 if first is None:
                     return None
-                cand = self._medication(text, start, start + first.end(), first.group().lower(), None, [])
+                cand = self._medication(text, start, start + first.end(), first.group().lower(), None)
             cand.detector = detector
             return cand
         if kind == "allergy":
@@ -437,7 +467,13 @@ def _longest_first(cands: list[Candidate]) -> list[Candidate]:
 
     order = sorted(enumerate(cands), key=lambda ic: (-(ic[1].end - ic[1].start), ic[0]))
     kept: list[Candidate] = []
+    starts: list[int] = []  # kept spans, sorted by start; kept spans never overlap each other
+    ends: list[int] = []
     for _, c in order:
-        if not any(_overlaps((c.start, c.end), (k.start, k.end)) for k in kept):
-            kept.append(c)
+        i = bisect.bisect_left(starts, c.start)
+        if (i < len(starts) and starts[i] < c.end) or (i > 0 and ends[i - 1] > c.start):
+            continue
+        starts.insert(i, c.start)
+        ends.insert(i, c.end)
+        kept.append(c)
     return sorted(kept, key=lambda c: c.start)

@@ -1,0 +1,101 @@
+"""`ai-med-extract extract INPUT.jsonl -o OUTPUT.jsonl [--fhir] [--mode rules|llm]`.
+
+Each input line is ``{"id": ..., "text": ...}``; each output line is ``{"id", "medical": <extraction>}``
+(plus ``"fhir"``: a validated FHIR R4 Bundle, with ``--fhir``). Offsets index the input text. A line
+that is not JSON or has no text gives ``{"id", "error": {"code", "message"}}`` and the run goes on.
+The LLM mode loads the model catalogue (``AME_MODELS__CONFIG_PATH``) and runs through the model pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield line
+
+
+def _error(record_id: Any, code: str, message: str) -> str:
+    return json.dumps({"id": record_id, "error": {"code": code, "message": message}})
+
+
+async def _run(input_path: Path, output: Path, *, mode: str, fhir: bool, model: str | None) -> tuple[int, int]:
+    from tqdm import tqdm
+
+    from ai_med_extract.agents.medical.extractor import MedicalExtractor
+    from ai_med_extract.agents.medical.fhir import to_fhir_bundle
+    from ai_med_extract.errors import AppError
+
+    pool = None
+    llm = None
+    if mode == "llm":
+        from ai_med_extract.agents.medical.llm import LLMCandidateSource
+        from ai_med_extract.config import Settings
+        from ai_med_extract.inference.pool import ModelPool
+
+        pool = ModelPool.from_settings(Settings())
+        llm = LLMCandidateSource(pool)
+    extractor = MedicalExtractor(llm=llm)
+    done = failed = 0
+    total = sum(1 for _ in _lines(input_path))
+    try:
+        with output.open("w", encoding="utf-8") as out, tqdm(total=total, unit="doc", desc="extract") as bar:
+            for number, line in enumerate(_lines(input_path), start=1):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    out.write(_error(None, "INVALID_JSON", f"line {number} is not JSON") + "\n")
+                    failed += 1
+                    bar.update(1)
+                    continue
+                record_id = record.get("id") if isinstance(record, dict) else None
+                text = record.get("text") if isinstance(record, dict) else None
+                if not isinstance(text, str):
+                    out.write(_error(record_id, "NO_TEXT", f"line {number} has no text") + "\n")
+                    failed += 1
+                    bar.update(1)
+                    continue
+                try:
+                    result = await extractor.aextract(text, mode=mode, model=model)  # type: ignore[arg-type]
+                except AppError as exc:
+                    out.write(_error(record_id, exc.code, exc.message) + "\n")
+                    failed += 1
+                    bar.update(1)
+                    continue
+                row: dict[str, Any] = {"id": record_id, "medical": result.model_dump(mode="json")}
+                if fhir:
+                    row["fhir"] = to_fhir_bundle(result, seed=str(record_id if record_id is not None else number))
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done += 1
+                bar.update(1)
+    finally:
+        if pool is not None:
+            await pool.close()
+    return done, failed
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("extract")
+    def extract(
+        input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: {id, text}"),
+        output: Path = typer.Option(..., "-o", "--output", help="JSONL written here"),
+        mode: str = typer.Option("rules", help="rules (no model) | llm (model-assisted, through the pool)"),
+        fhir: bool = typer.Option(False, "--fhir/--no-fhir", help="Add a validated FHIR R4 Bundle per line"),
+        model: str | None = typer.Option(None, help="LLM mode: a model name from the catalogue"),
+    ) -> None:
+        """Extract problems, medications, procedures, labs, vitals and allergies from a JSONL file."""
+        if mode not in ("rules", "llm"):
+            raise typer.BadParameter("mode must be rules or llm")
+        done, failed = asyncio.run(_run(input_path, output, mode=mode, fhir=fhir, model=model))
+        typer.echo(f"{done} extracted, {failed} failed", err=True)
+        if failed and not done:
+            raise typer.Exit(1)
