@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from ai_med_extract.inference.catalogue import Catalogue
 from ai_med_extract.inference.errors import (
     DownloadDisabled,
+    DownloadFailed,
     GenerationTimeout,
     ModelBusy,
     ModelLoadFailed,
@@ -230,6 +231,30 @@ async def test_hub_models_resolve_from_the_local_cache_without_network(
     info = await pool.load("cached")
 
     assert info["loaded"] and info["source"] == "hub-cache"
+
+
+async def test_failed_download_uses_the_cached_copy_or_says_there_is_none(
+    make_pool, tiny_gguf: Path, tmp_path: Path
+):
+    closed_port = "http://127.0.0.1:9"  # nothing listens: every download attempt fails
+    entry = {
+        "name": "mirrored",
+        "type": "gguf",
+        "repo_id": "example-org/tiny",
+        "filename": "tiny.gguf",
+        "n_ctx": 256,
+        "hub_endpoint": closed_port,
+    }
+    runtime = {"allow_runtime_downloads": True, "fallback_to_cached": True}
+    pool = make_pool({"patient_summary_models": [entry], "runtime_behavior": runtime})
+
+    with pytest.raises(DownloadFailed) as caught:
+        await pool.load("mirrored")
+    fill_hub_cache(tmp_path / "models" / "hub", "example-org/tiny", "tiny.gguf", tiny_gguf)
+    info = await pool.load("mirrored")
+
+    assert caught.value.code == "DOWNLOAD_FAILED" and "no cached copy" in caught.value.message
+    assert info["loaded"] and info["source"].startswith("hub")  # the hub client or the pool fell back to the cache
 
 
 async def test_metrics_record_loads_tokens_and_memory_per_model(make_pool, tiny_gguf: Path):

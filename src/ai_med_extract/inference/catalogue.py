@@ -58,6 +58,10 @@ class ModelEntry(BaseModel):
     repo_id: str | None = Field(None, description="Hugging Face hub repository")
     filename: str | None = Field(None, description="File inside the repository or package")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
+    hub_endpoint: str | None = Field(
+        None,
+        description="Hugging Face hub or on-premises mirror URL (default: HF_ENDPOINT or huggingface.co)",
+    )
     package: str | None = Field(None, description="Installed Python package that ships the weights")
     path: str | None = Field(None, description="Local file or folder")
     fallback: str | None = Field(None, description="Model tried when this one cannot be used")

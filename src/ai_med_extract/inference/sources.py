@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ResolvedSource:
     path: Path  # a file (GGUF, .pt) or a folder (Transformers, OpenVINO, CTranslate2)
-    origin: str  # "path" | "package" | "hub-cache" | "hub-download"
+    origin: str  # "path" | "package" | "hub-cache" (offline) | "hub" (downloaded or revalidated)
 
     def size_bytes(self) -> int:
         if self.path.is_file():
@@ -98,11 +98,16 @@ def _hub_fetch(entry: ModelEntry, cache: Path, *, local_only: bool) -> Path:
                 revision=entry.revision,
                 cache_dir=cache,
                 local_files_only=local_only,
+                endpoint=entry.hub_endpoint,
             )
         )
     return Path(
         huggingface_hub.snapshot_download(
-            repo_id=entry.repo_id or "", revision=entry.revision, cache_dir=cache, local_files_only=local_only
+            repo_id=entry.repo_id or "",
+            revision=entry.revision,
+            cache_dir=cache,
+            local_files_only=local_only,
+            endpoint=entry.hub_endpoint,
         )
     )
 
@@ -142,7 +147,7 @@ def _resolve_hub(
     )
     logger.info("downloading model", extra={"model": entry.name, "repo_id": entry.repo_id})
     try:
-        return ResolvedSource(_hub_fetch(entry, target, local_only=False), "hub-download")
+        return ResolvedSource(_hub_fetch(entry, target, local_only=False), "hub")
     except Exception as exc:  # network, auth, missing repository ...
         if runtime.fallback_to_cached:
             try:
