@@ -1,6 +1,7 @@
 """PHI scrubber quality on the development notes, scored by the shared token-level scorer.
 
 usage: python bench/phi_eval.py [--data PATH] [--layers patterns,names,...] [--ablate] [--no-ner]
+                               [--case upper|lower]
 Prints token recall/precision, span recall per gold label, and with --ablate the contribution of
 each layer (the figures with that layer removed).
 """
@@ -45,9 +46,16 @@ def main() -> None:
     ap.add_argument("--missed", action="store_true", help="print missed gold spans (development only)")
     ap.add_argument("--fp", action="store_true", help="print false-positive predictions (development only)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--case", choices=["as-is", "upper", "lower"], default="as-is",
+                    help="re-case every note first (robustness to ALL CAPS / lowercase notes)")
     a = ap.parse_args()
     score = load_scorer(a.scorer)
     docs = [json.loads(line) for line in a.data.open()]
+    if a.case != "as-is":
+        for d in docs:  # offsets stay valid: these notes keep their length when re-cased
+            recased = d["text"].upper() if a.case == "upper" else d["text"].lower()
+            if len(recased) == len(d["text"]):
+                d["text"] = recased
     layers = set(a.layers.split(","))
     preds, secs = run(docs, layers, not a.no_ner)
     res = score(docs, preds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ai_med_extract.agents.phi import patterns
 from ai_med_extract.agents.phi.lexicon import Lexicon, load_lexicon
@@ -22,7 +22,6 @@ ALL_LAYERS = frozenset({"patterns", "names", "places", "dictionary", "propagatio
 class ScrubOptions:
     layers: frozenset[str] = ALL_LAYERS
     keep_years: bool = False  # Safe Harbor allows a bare year; off by default (stricter)
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class PhiScrubber:

@@ -14,7 +14,7 @@ class Token:
     end: int
     text: str
     low: str
-    caps_line: bool  # the line has (almost) no lowercase letters: capitals say nothing there
+    caps_line: bool  # the line is all capitals or all lowercase: letter case says nothing there
 
     @property
     def capitalised(self) -> bool:
@@ -33,7 +33,9 @@ def _caps_lines(text: str) -> list[tuple[int, int, bool]]:
         end = pos + len(line)
         lowers = sum(1 for c in line if c.islower())
         uppers = sum(1 for c in line if c.isupper())
-        out.append((pos, end, uppers > 0 and lowers <= uppers * 0.1))
+        # no case signal: (almost) all capitals, or all lowercase with some words on the line
+        caseless = (uppers > 0 and lowers <= uppers * 0.1) or (uppers == 0 and lowers > 20)
+        out.append((pos, end, caseless))
         pos = end + 1
     return out
 
