@@ -111,7 +111,7 @@ def load_lexicon() -> Lexicon:
     import names as census_pkg
     from wordfreq import top_n_list
 
-    base = Path(census_pkg.__file__).parent
+    base = Path(str(census_pkg.__file__)).parent
     first = set(_census(base / "dist.female.first", 90.0)) | set(_census(base / "dist.male.first", 90.0))
     last = set(_census(base / "dist.all.last", 85.0))
 
@@ -126,7 +126,7 @@ def load_lexicon() -> Lexicon:
     cities = {c["name"].lower() for c in gc.get_cities().values() if c["countrycode"] == "US"}
     cities |= {c["name"].lower().removesuffix(" county") for c in gc.get_us_counties()}
 
-    drug_file = Path(__import__("drug_named_entity_recognition").__file__).parent / "drug_ner_dictionary.pkl.bz2"
+    drug_file = Path(str(__import__("drug_named_entity_recognition").__file__)).parent / "drug_ner_dictionary.pkl.bz2"
     with bz2.open(drug_file) as fh:
         drug_data = pickle.load(fh)  # noqa: S301 - data file shipped inside an installed package
     drugs = {k for k in drug_data["drug_variant_to_canonical"] if " " not in k and len(k) > 3}

@@ -110,8 +110,10 @@ class NameFinder:
                 if not (first is False and strong and taken == 1 and self._accept_second(t)):
                     break
             if len(t.low) == 1 and not text[t.end : t.end + 1] == ".":
-                nxt = toks[j + 1] if j + 1 < len(toks) else None
-                if nxt is None or not (nxt.low in self.lx.first_names or nxt.low in self.lx.surnames):
+                following = toks[j + 1] if j + 1 < len(toks) else None
+                if following is None or not (
+                    following.low in self.lx.first_names or following.low in self.lx.surnames
+                ):
                     break
             out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, score, det))
             taken += 1

@@ -50,7 +50,7 @@ def _valid_md(m: int, d: int) -> bool:
     return 1 <= m <= 12 and 1 <= d <= 31
 
 
-def _span(m: re.Match[str], label: PhiLabel, score: float, detector: str, group: int = 0) -> PhiSpan:
+def _span(m: re.Match[str], label: PhiLabel, score: float, detector: str, group: int | str = 0) -> PhiSpan:
     return PhiSpan(m.start(group), m.end(group), label, score, detector)
 
 

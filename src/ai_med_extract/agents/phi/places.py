@@ -222,7 +222,7 @@ class PlaceFinder:
             out.append(PhiSpan(t.start, t.end, PhiLabel.HOSPITAL, 0.75, "cue.transfer"))
             return
         j = i
-        taken = []
+        taken: list[Token] = []
         while j < len(toks) and len(taken) < 3:
             x = toks[j]
             if taken and gap(text, toks[j - 1], x) not in (" ",):
