@@ -14,14 +14,15 @@
    same tiny.en dimensions, forced to decode as many tokens as faster-whisper produced (EOT
    suppressed): same architecture, same amount of work, timing only.
 
-Runs are interleaved so that load on a shared machine hits every contender alike; medians are
-reported. Results also go to bench/results/text_extraction.json.
+Runs are interleaved so that load on a shared machine hits every contender alike, with a garbage
+collection before each; medians are reported. Results also go to bench/results/text_extraction.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
 import json
 import os
@@ -71,6 +72,7 @@ def interleaved(contenders: dict[str, Callable[[], Any]], runs: int) -> dict[str
         fn()
     for _ in range(runs):
         for name, fn in contenders.items():
+            gc.collect()  # the previous contender's garbage is not this one's cost
             started = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - started)
