@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ class ServiceSecrets:
     encryption_key: str  # Fernet key list for data at rest
 
 
-def _generated(path: Path, make: callable) -> str:  # type: ignore[valid-type]
+def _generated(path: Path, make: Callable[[], str]) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
