@@ -26,16 +26,39 @@ class ProposedEntity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: EntityKind
-    text: str = Field(min_length=1, max_length=120, description="Copied exactly from the note")
+    text: str = Field(min_length=1, description="Copied exactly from the note")
 
 
 class ProposedEntities(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    entities: list[ProposedEntity] = Field(max_length=60)
+    entities: list[ProposedEntity]
 
 
-PROPOSAL_SCHEMA: dict[str, Any] = ProposedEntities.model_json_schema()
+def proposal_schema(*, max_entities: int = 40, max_text: int = 100, min_entities: int = 0) -> dict[str, Any]:
+    """The JSON schema the model's output is constrained to (bounded so an answer always fits)."""
+
+    return {
+        "type": "object",
+        "properties": {
+            "entities": {
+                "type": "array",
+                "minItems": min_entities,
+                "maxItems": max_entities,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string", "enum": list(EntityKind.__args__)},  # type: ignore[attr-defined]
+                        "text": {"type": "string", "minLength": 1, "maxLength": max_text},
+                    },
+                    "required": ["type", "text"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["entities"],
+        "additionalProperties": False,
+    }
 
 SYSTEM_PROMPT = (
     "You extract clinical entities from a medical note. Types: problem (diagnoses, symptoms, findings), "
@@ -65,10 +88,14 @@ class LLMCandidateSource:
         *,
         model: str | None = None,
         chunk_chars: int = 1500,
-        max_tokens: int = 512,
+        max_tokens: int = 768,
         timeout_s: float | None = None,
+        max_entities: int = 25,
+        max_text: int = 80,
+        min_entities: int = 0,
     ) -> None:
         self.pool = pool
+        self.schema = proposal_schema(max_entities=max_entities, max_text=max_text, min_entities=min_entities)
         self.model = model
         self.chunk_chars = chunk_chars
         self.max_tokens = max_tokens
@@ -88,7 +115,7 @@ class LLMCandidateSource:
                 model=model or self.model,
                 max_tokens=self.max_tokens,
                 temperature=0.0,
-                json_schema=PROPOSAL_SCHEMA,
+                json_schema=self.schema,
                 timeout_s=self.timeout_s,
             )
             result = await self.pool.generate(request)
