@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 def build_agents(settings: Settings) -> dict[str, Any]:
     """The agents and the model pool. Each is built once; heavy libraries load lazily inside them."""
+    from ai_med_extract.agents.medical.extractor import MedicalExtractor
+    from ai_med_extract.agents.medical.llm import LLMCandidateSource
     from ai_med_extract.agents.phi.agent import PhiAgent
     from ai_med_extract.agents.text import TextExtractionAgent
     from ai_med_extract.agents.text.stage import upload_validator
@@ -49,6 +51,7 @@ def build_agents(settings: Settings) -> dict[str, Any]:
         "text": text,
         "validate_upload": upload_validator(text),
         "phi": PhiAgent(load_secrets(settings).secret_key, ner=settings.phi.ner),
+        "medical": MedicalExtractor(llm=LLMCandidateSource(pool)),
     }
 
 
@@ -62,6 +65,10 @@ def build_pipeline(agents: dict[str, Any]) -> DocumentPipeline:
     )
     if "phi" in agents:
         stages.append(Stage("scrub_phi", scrub_phi_stage(agents["phi"])))
+    if "medical" in agents:
+        from ai_med_extract.agents.medical.stage import extract_medical_stage
+
+        stages.append(Stage("extract_medical", extract_medical_stage(agents["medical"])))
     return DocumentPipeline(stages)
 
 
