@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from ai_med_extract.api.routes import health, jobs, models, phi, summary, transcribe
+from ai_med_extract.api.routes import health, jobs, medical, models, phi, summary, transcribe
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(jobs.router)
 api_router.include_router(phi.router)
+api_router.include_router(medical.router)
 api_router.include_router(models.router)
 api_router.include_router(summary.router)
 api_router.include_router(transcribe.router)
