@@ -207,3 +207,39 @@ async def test_uploaded_documents_are_encrypted_at_rest(client: httpx.AsyncClien
     for path in root.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes()
+
+
+def _open_streams(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("sse_streams_open "):
+            return float(line.split()[1])
+    raise AssertionError("sse_streams_open missing")
+
+
+async def test_the_event_stream_stops_when_the_client_disconnects(live_server) -> None:
+    with live_server(jobs={"concurrency": 1}) as server:
+        gate = asyncio.Event()
+        runner = server.app.state.services.runner
+        pipeline = runner._handlers["upload"]
+
+        async def held(ctx):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(gate.wait(), gate_loop))
+            return await pipeline(ctx)
+
+        gate_loop = asyncio.get_running_loop()
+        runner.register("upload", held)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            job_id = (await client.post("/upload", files={"files": ("n.txt", b"x", "text/plain")})).json()["job_id"]
+            baseline = await asyncio.to_thread(_open_streams, server.url)
+            async with client.stream("GET", f"/job/{job_id}/events") as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        # One event received and the stream still open; then hang up.
+                        assert await asyncio.to_thread(_open_streams, server.url) == baseline + 1
+                        break
+            for _ in range(100):
+                if await asyncio.to_thread(_open_streams, server.url) == baseline:
+                    break
+                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(_open_streams, server.url) == baseline
+            gate.set()

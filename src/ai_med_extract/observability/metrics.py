@@ -23,3 +23,4 @@ JOB_DURATION = Histogram(
     "job_duration_seconds", "Job run time", ["kind"], buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 180, 600, 1800)
 )
 AUDIT_ROWS = Counter("audit_rows_total", "Audit rows written", ["action"])
+SSE_STREAMS = Gauge("sse_streams_open", "Job event streams currently open")

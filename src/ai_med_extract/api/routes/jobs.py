@@ -16,6 +16,7 @@ from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
 from ai_med_extract.jobs.service import IncomingFile, job_view
+from ai_med_extract.observability import metrics
 
 router = APIRouter(tags=["jobs"])
 
@@ -140,19 +141,23 @@ async def job_events(
     async def stream() -> AsyncIterator[ServerSentEvent]:
         seen = after
         version = events.version(job_id)
-        while True:
-            batch = await events.read_after(job_id, seen)
-            for item in batch:
-                seen = item.seq
-                yield ServerSentEvent(data=json.dumps(item.data), event=item.event, id=str(item.seq))
-                if item.event in TERMINAL_EVENTS:
+        metrics.SSE_STREAMS.inc()
+        try:
+            while True:
+                batch = await events.read_after(job_id, seen)
+                for item in batch:
+                    seen = item.seq
+                    yield ServerSentEvent(data=json.dumps(item.data), event=item.event, id=str(item.seq))
+                    if item.event in TERMINAL_EVENTS:
+                        return
+                if batch:
+                    continue
+                if await request.is_disconnected():
                     return
-            if batch:
-                continue
-            if await request.is_disconnected():
-                return
-            # Woken by the runner in this process; the timeout also catches other processes' writes.
-            version = await events.wait(job_id, version, timeout=1.0)
+                # Woken by the runner in this process; the timeout also catches other processes' writes.
+                version = await events.wait(job_id, version, timeout=1.0)
+        finally:
+            metrics.SSE_STREAMS.dec()
 
     return EventSourceResponse(stream(), ping=15, send_timeout=30)
 
