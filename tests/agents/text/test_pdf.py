@@ -64,6 +64,14 @@ async def test_mixed_pdf_reports_which_pages_were_ocrd(agent: TextExtractionAgen
     assert result.methods == [Method.text_layer, Method.ocr]
 
 
+async def test_scan_under_a_short_fax_stamp_is_read_by_ocr(agent: TextExtractionAgent) -> None:
+    result = await agent.extract(docs.stamped_scan_pdf("Fax from clinic 2 of 5", PAGE))
+
+    assert result.metadata.ocr_pages == [1]
+    assert " ".join(PAGE).split() == result.text.split()[-len(" ".join(PAGE).split()) :]
+    assert "Fax from clinic 2 of 5" in result.text
+
+
 async def test_upside_down_scan_is_turned_before_ocr(agent: TextExtractionAgent) -> None:
     result = await agent.extract(docs.scanned_pdf([PAGE], rotate=180))
 

@@ -2,8 +2,9 @@
 and read with Tesseract.
 
 A page's text layer is usable when it holds at least ``ocr_min_text_chars`` letters or digits and is
-not mostly undecodable glyphs. Pages are rendered at ``ocr_dpi``, lowered for huge pages so that no
-bitmap exceeds ``max_image_pixels``.
+not mostly undecodable glyphs. A page with only a short text layer (a fax header, a stamp) over a
+scan-sized image is OCR'd too, and the richer text kept. Pages are rendered at ``ocr_dpi``, lowered
+for huge pages so that no bitmap exceeds ``max_image_pixels``.
 
 Errors (stable codes): ``PDF_ENCRYPTED`` (422, no password given), ``PDF_PASSWORD_INCORRECT`` (422),
 ``TOO_MANY_PAGES`` (422), ``CORRUPT_PDF`` (422), ``IMAGE_TOO_LARGE`` (422, a page too big to render even
@@ -18,6 +19,7 @@ import math
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pypdf
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
@@ -39,6 +41,10 @@ logger = logging.getLogger(__name__)
 PDFIUM_LOCK = threading.Lock()
 
 _MIN_RENDER_DPI = 100
+# A page whose text layer is shorter than this and that draws a scan-sized image is OCR'd as well,
+# and the richer of the two texts is kept.
+_SPARSE_TEXT_CHARS = 200
+_SCAN_IMAGE_PIXELS = 500_000
 
 
 def corrupt() -> Unprocessable:
@@ -152,14 +158,17 @@ class _PdfDocument:
         """Blocking: the page's text layer, or OCR of its rendering when the layer is not usable."""
         layer: str | None
         try:
-            layer = self._reader.pages[index].extract_text() or ""
+            page_object = self._reader.pages[index]
+            layer = page_object.extract_text() or ""
         except AppError:
             raise
         except Exception:
             layer = None  # a broken content stream: PDFium may still render the page
         layer = layer.strip() if layer is not None else None
         if layer is not None and self._usable(layer):
-            return PageResult(layer, Method.text_layer, None, None)
+            # A fax or scan often carries a short text stamp over the scanned image: read both.
+            if _alnum(layer) >= _SPARSE_TEXT_CHARS or not _has_large_image(page_object):
+                return PageResult(layer, Method.text_layer, None, None)
         self._ocr.require()
         image, dpi = self._render(index)
         page = self._ocr.recognize(image, dpi=dpi)
@@ -211,6 +220,22 @@ class _PdfDocument:
             with PDFIUM_LOCK:
                 self._pdfium.close()
             self._pdfium = None
+
+
+def _has_large_image(page: Any) -> bool:
+    """Whether the page draws an image big enough to be a scan (resources only; nothing decoded)."""
+    try:
+        xobjects = page["/Resources"].get_object().get("/XObject")
+        if xobjects is None:
+            return False
+        for ref in xobjects.get_object().values():
+            xobject = ref.get_object()
+            if xobject.get("/Subtype") == "/Image":
+                if int(xobject.get("/Width", 0)) * int(xobject.get("/Height", 0)) >= _SCAN_IMAGE_PIXELS:
+                    return True
+    except Exception:  # unusual resource dictionaries: treat the page as text
+        return False
+    return False
 
 
 def _alnum(text: str) -> int:
