@@ -24,7 +24,7 @@ async def test_index_carries_the_server_limits_and_loads_only_local_assets(clien
     assert "server-config" not in page
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert sources, "the page references its script and stylesheet"
-    assert all(s.startswith(("/static/", "#")) for s in sources), sources
+    assert all(s.startswith(("/static/", "#", "data:")) for s in sources), sources
     assert "content-security-policy" in response.headers
 
 

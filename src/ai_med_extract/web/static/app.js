@@ -81,7 +81,9 @@
     return response;
   }
 
-  const mb = (bytes) => `${(bytes / (1024 * 1024)).toFixed(bytes < 1024 * 1024 ? 2 : 1)} MB`;
+  const mb = (bytes) => (bytes < 1024 * 1024
+    ? `${Math.max(1, Math.round(bytes / 1024))} KB`
+    : `${(bytes / (1024 * 1024)).toFixed(1)} MB`);
 
   function describeError(error) {
     const d = error.details || {};
@@ -401,6 +403,7 @@
   function stageName(stage) {
     return {
       queued: "Waiting for a worker",
+      starting: "Starting",
       extract_text: "Reading the document",
       scrub_phi: "Finding identifiers",
       extract_medical: "Extracting clinical data",
@@ -528,7 +531,7 @@
     const add = (label, value) => { if (value !== undefined && value !== null && value !== "") parts.push(`${label}: ${value}`); };
     add("Type", doc.media_type);
     add("Method", info.method || (Array.isArray(info.methods) ? info.methods.join(", ") : undefined));
-    add("Pages", info.pages);
+    if (!info.duration_s) add("Pages", info.pages);
     if (Array.isArray(info.ocr_pages) && info.ocr_pages.length) add("OCR pages", info.ocr_pages.length);
     if (info.duration_s) add("Audio", `${Number(info.duration_s).toFixed(1)} s`);
     add("Characters", info.characters !== undefined ? info.characters : (doc.text || "").length);
@@ -646,7 +649,7 @@
     const parts = [];
     const push = (v) => { if (v !== undefined && v !== null && v !== "" && v !== false) parts.push(String(v)); };
     push(item.strength);
-    if (item.dose !== undefined && item.dose !== null) push(`${item.dose}${item.unit ? ` ${item.unit}` : ""}`);
+    if (!item.strength && item.dose !== undefined && item.dose !== null) push(`${item.dose}${item.unit ? ` ${item.unit}` : ""}`);
     push(item.route);
     push(item.frequency);
     push(item.duration);
@@ -732,8 +735,11 @@
 
   function renderFhir(doc) {
     const bundle = fhirOf(doc);
-    $("fhir-output").textContent = bundle ? JSON.stringify(bundle, null, 2) : "No FHIR bundle for this document.";
-    $("fhir-download").disabled = !bundle;
+    $("fhir-output").textContent = bundle
+      ? JSON.stringify(bundle, null, 2)
+      : "No FHIR bundle came with this document. Save it as a medical record to build one.";
+    $("fhir-download").hidden = !bundle;
+    $("fhir-build").hidden = Boolean(bundle) || !doc.document_id;
     const entries = bundle && Array.isArray(bundle.entry) ? bundle.entry : [];
     const types = {};
     for (const e of entries) {
@@ -744,6 +750,27 @@
       ? `${bundle.resourceType || "Bundle"} with ${entries.length} entries` +
         (Object.keys(types).length ? `: ${Object.entries(types).map(([t, n]) => `${n} ${t}`).join(", ")}` : "")
       : "";
+  }
+
+  // Stores the document's extraction as a versioned medical record; the answer carries its bundle.
+  async function buildFhir() {
+    const doc = currentDoc();
+    const button = $("fhir-build");
+    button.disabled = true;
+    $("fhir-meta").textContent = "Building…";
+    try {
+      const record = await (await api("/extract_medical_data", {
+        method: "POST", json: { document_id: doc.document_id, fhir: true },
+      })).json();
+      doc.fhir = record.fhir;
+      doc.medical_record = { id: record.record_id, version: record.version };
+      renderFhir(doc);
+      $("fhir-meta").textContent += ` · medical record ${record.record_id}, version ${record.version}`;
+    } catch (err) {
+      $("fhir-meta").textContent = `The bundle could not be built: ${describeError(err)}`;
+    } finally {
+      button.disabled = false;
+    }
   }
 
   function downloadFhir() {
@@ -771,6 +798,7 @@
     const out = $("summary-output");
     out.replaceChildren();
     out.setAttribute("aria-busy", s.status === "running" ? "true" : "false");
+    out.dataset.streamedEvents = String(s.tokenEvents || 0);
     $("summary-button").disabled = s.status === "running" || !state.jobId;
     $("summary-button").textContent = s.status === "done" ? "Write again" : "Write summary";
     $("summary-status").textContent = s.note;
@@ -834,7 +862,7 @@
     const index = state.docIndex;
     const s = summaryState();
     if (s.status === "running" || !state.jobId) return;
-    Object.assign(s, { status: "running", sections: [], markdown: null, note: "Starting…" });
+    Object.assign(s, { status: "running", sections: [], markdown: null, note: "Starting…", tokenEvents: 0 });
     renderSummary();
     const model = $("model-select").value;
     const update = () => { if (state.docIndex === index) renderSummary(); };
@@ -853,6 +881,7 @@
             s.sections.push(section);
           }
           section.text += event.data.text || "";
+          s.tokenEvents = (s.tokenEvents || 0) + 1;
           s.note = `Writing ${name.replace(/_/g, " ")}…`;
           update();
         } else if (event.event === "progress") {
@@ -910,6 +939,7 @@
       renderDocument();
     });
     $("fhir-download").addEventListener("click", downloadFhir);
+    $("fhir-build").addEventListener("click", buildFhir);
     $("summary-button").addEventListener("click", startSummary);
     const authorised = await setupAuth();
     if (authorised) await loadModels();
