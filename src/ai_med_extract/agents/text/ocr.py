@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 # Orientation detection needs this much script to be trusted; below it the page is read as it is.
 _MIN_ORIENTATION_CONFIDENCE = 1.5
+# A first reading this sure of itself is kept without orientation detection.
+_CONFIDENT_MEAN = 0.75
+_CONFIDENT_WORDS = 3
 # OSD does not need full resolution; a smaller copy is several times faster.
 _OSD_MAX_SIDE = 1800
 
@@ -48,19 +51,30 @@ class OcrEngine:
             raise ServiceUnavailable("OCR is not installed on this server", code="OCR_UNAVAILABLE")
 
     def recognize(self, image: Image.Image, *, dpi: int | None = None) -> OcrPage:
-        """Blocking: run in the worker pool. ``dpi``: the scan's resolution when known."""
+        """Blocking: run in the worker pool. ``dpi``: the scan's resolution when known.
+
+        Most pages are upright, so the page is read as it is first; only when that reading is
+        unsure is the orientation detected, and the page read again turned upright.
+        """
         self.require()
         gray = ImageOps.grayscale(image) if image.mode != "L" else image
         dpi_option = f" --dpi {int(dpi)}" if dpi and 70 <= dpi <= 2400 else ""
-        rotation = self._detect_rotation(gray, dpi_option) if self._orientation else 0
-        if rotation:
-            # PIL turns counter-clockwise for positive angles; Tesseract reports the clockwise turn.
-            gray = gray.rotate(-rotation, expand=True, fillcolor=255)
-        if self._preprocess:
-            gray = binarize(gray)
+        prepared = binarize(gray) if self._preprocess else gray
+        first = self._read(prepared, dpi_option, rotation=0)
+        if not self._orientation or _confident(first):
+            return first
+        rotation = self._detect_rotation(gray, dpi_option)
+        if not rotation:
+            return first
+        # PIL turns counter-clockwise for positive angles; Tesseract reports the clockwise turn.
+        turned = prepared.rotate(-rotation, expand=True, fillcolor=255)
+        second = self._read(turned, dpi_option, rotation=rotation)
+        return second if _score(second) >= _score(first) else first
+
+    def _read(self, prepared: Image.Image, dpi_option: str, *, rotation: int) -> OcrPage:
         data = self._call(
             pytesseract.image_to_data,
-            gray,
+            prepared,
             lang=self._language,
             config="--psm 3" + dpi_option,
             output_type=pytesseract.Output.DICT,
@@ -106,6 +120,14 @@ class OcrEngine:
                     details={"timeout_s": self._timeout},
                 ) from None
             raise
+
+
+def _confident(page: OcrPage) -> bool:
+    return page.words >= _CONFIDENT_WORDS and (page.confidence or 0.0) >= _CONFIDENT_MEAN
+
+
+def _score(page: OcrPage) -> float:
+    return (page.confidence or 0.0) * page.words
 
 
 def binarize(gray: Image.Image) -> Image.Image:
