@@ -4,15 +4,16 @@
 #         -e AME_SECURITY__SECRET_KEY=... -e AME_STORAGE__ENCRYPTION_KEY=... ai-med-extract
 #
 # The install steps are the Makefile's (tests/deploy/test_dockerfiles.py keeps them the same):
-# system packages from apt-packages.txt, a virtualenv, the locked requirements with --no-deps, the
-# project itself with --no-deps.
+# system packages from apt-packages.txt (through scripts/install-system-packages.sh; the test-only
+# list is left out), a virtualenv, the locked requirements with --no-deps, the project with --no-deps.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: compilers for packages without wheels; the virtualenv is copied out whole ----------
 FROM ${PYTHON_IMAGE} AS build
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# Extra wheel index (e.g. for a +cpu torch build pinned in requirements.txt); empty: PyPI only.
+# requirements.txt pins torch's "+cpu" build, which PyPI does not carry: pass the PyTorch CPU wheel
+# index here (docker build --build-arg PIP_EXTRA_INDEX_URL=...) or a mirror that has it.
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
 RUN apt-get update \
@@ -21,6 +22,7 @@ RUN apt-get update \
 WORKDIR /app
 RUN python -m venv .venv
 ENV PATH=/app/.venv/bin:$PATH
+RUN pip install --quiet --upgrade pip
 COPY requirements.txt ./
 RUN pip install --no-deps -r requirements.txt
 COPY pyproject.toml README.md alembic.ini models_config.json ./
@@ -31,10 +33,10 @@ RUN pip install --no-deps -e . \
 
 # ---- runtime: slim, non-root, read-only root filesystem compatible -------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-COPY apt-packages.txt /tmp/apt-packages.txt
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends $(grep -v '^#' /tmp/apt-packages.txt) \
-    && rm -rf /var/lib/apt/lists/* /tmp/apt-packages.txt \
+COPY apt-packages.txt /tmp/setup/
+COPY scripts/install-system-packages.sh /tmp/setup/scripts/
+RUN /tmp/setup/scripts/install-system-packages.sh apt-packages.txt \
+    && rm -rf /var/lib/apt/lists/* /tmp/setup \
     && groupadd --gid 10001 app \
     && useradd --uid 10001 --gid app --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app \
     && mkdir -p /data /models \

@@ -14,8 +14,8 @@ help: ## List the targets
 
 setup: $(STAMP) ## Install system packages and the virtualenv (done once; redone when the lock changes)
 
-$(STAMP): requirements.txt pyproject.toml apt-packages.txt
-	scripts/install-system-packages.sh
+$(STAMP): requirements.txt pyproject.toml apt-packages.txt apt-packages-test.txt
+	scripts/install-system-packages.sh apt-packages.txt apt-packages-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --no-deps -r requirements.txt

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages listed in apt-packages.txt that are missing (needs root or sudo).
+# Install the Debian packages listed in the given list files that are missing (needs root or sudo).
+# Usage: scripts/install-system-packages.sh [LIST...]   (default: apt-packages.txt apt-packages-test.txt;
+# the Docker images pass apt-packages.txt alone). Paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t wanted < <(grep -v '^\s*#' apt-packages.txt | sed '/^\s*$/d')
+lists=("$@")
+[ ${#lists[@]} -eq 0 ] && lists=(apt-packages.txt apt-packages-test.txt)
+mapfile -t wanted < <(cat "${lists[@]}" | grep -v '^\s*#' | sed '/^\s*$/d')
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,6 +1,7 @@
 """Install steps read out of the Makefile and the Dockerfiles, normalised so they can be compared.
 
-A step is a tuple: ``("apt", FILE)`` (system packages from a list file), ``("venv",)``,
+A step is a tuple: ``("apt", FILE)`` (system packages from a list file, by apt-get or by
+``scripts/install-system-packages.sh``), ``("venv",)``,
 ``("pip", FLAGS, TARGET)`` with TARGET ``-r FILE`` or ``-e .``. Paths are reduced to file names,
 interpreters and pips to ``python``/``pip`` whatever their path or version suffix.
 """
@@ -16,6 +17,9 @@ from pathlib import Path
 from dockerfile_parse import DockerfileParser
 
 Step = tuple[str, ...]
+# The project's installer of Debian packages and the lists it reads when given none.
+INSTALL_SCRIPT = "install-system-packages.sh"
+INSTALL_SCRIPT_DEFAULT_LISTS = ("apt-packages.txt", "apt-packages-test.txt")
 _PIP_KEPT_FLAGS = {"--no-deps", "--require-hashes", "--no-build-isolation"}
 _TEST_ONLY = re.compile(r"(?:^|[-_.])(?:dev|test|tests|ci|browser)(?:[-_.]|$)")
 
@@ -61,6 +65,12 @@ def parse_command(command: str) -> list[Step]:
             continue
         exe = Path(words[0]).name
         rest = words[1:]
+        if exe == "bash" and rest:
+            exe, rest = Path(rest[0]).name, rest[1:]
+        if exe == INSTALL_SCRIPT:
+            lists = [w for w in rest if not w.startswith("-")] or list(INSTALL_SCRIPT_DEFAULT_LISTS)
+            steps.extend(("apt", _file_name(name)) for name in lists)
+            continue
         if re.fullmatch(r"python[0-9.]*", exe) and rest[:2] == ["-m", "venv"]:
             steps.append(("venv",))
             continue

@@ -119,7 +119,23 @@ def test_parser_reads_the_usual_spellings_of_an_install_step() -> None:
         ("pip", "--no-deps", "-r requirements.txt")
     ]
     assert parse_command("CMAKE_ARGS=x pip install --no-deps -e '.[gpu]'") == [("pip", "--no-deps", "-e .")]
+    assert parse_command("scripts/install-system-packages.sh apt-packages.txt apt-packages-test.txt") == [
+        ("apt", "apt-packages.txt"), ("apt", "apt-packages-test.txt")
+    ]
+    assert parse_command("/tmp/setup/scripts/install-system-packages.sh apt-packages.txt") == [
+        ("apt", "apt-packages.txt")
+    ]
     assert is_test_only(("apt", "apt-packages-test.txt")) and not is_test_only(("apt", "apt-packages.txt"))
+
+
+def test_test_only_packages_stay_out_of_the_runtime_list() -> None:
+    """Chromium and the PostgreSQL server are for tests; the images install apt-packages.txt only."""
+    runtime = {
+        line.strip() for line in (ROOT / "apt-packages.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }  # fmt: skip
+    assert not runtime & {"chromium", "chromium-driver", "postgresql"}, runtime
+    assert {"tesseract-ocr", "ffmpeg", "espeak-ng"} <= runtime
 
 
 def _run_start(tmp_path: Path, **env: str) -> list[str]:
