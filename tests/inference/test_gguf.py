@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from llama_cpp import Llama
 
-from ai_med_extract.inference.errors import ContextOverflow
+from ai_med_extract.inference.errors import ContextOverflow, GenerationTimeout
 from ai_med_extract.inference.types import ChatMessage, GenerationRequest
 from tests.inference.conftest import SMOLLM2_ENTRY, gguf_entry
 
@@ -96,3 +96,19 @@ async def test_shipped_smollm2_output_is_constrained_to_the_json_schema(make_poo
 
     assert set(data) == {"medications", "age"}
     assert isinstance(data["age"], int) and all(isinstance(m, str) for m in data["medications"])
+
+
+@pytest.mark.models
+async def test_a_timeout_interrupts_a_long_prompt_evaluation(make_pool):
+    # prompt evaluation runs in batches inside llama.cpp and never reaches the per-token cancel check
+    pool = make_pool({"patient_summary_models": [{**SMOLLM2_ENTRY, "options": {"n_batch": 128}}]})
+    await pool.load("smollm2")
+    long_prompt = NOTE * 12  # about 620 tokens: several batches of 128
+
+    with pytest.raises(GenerationTimeout):
+        await pool.generate(GenerationRequest(prompt=long_prompt, max_tokens=8, timeout_s=0.05))
+
+    llm = pool._slots["smollm2"].backend.llm
+    assert llm.n_tokens < await pool.count_tokens(long_prompt)  # aborted before the prompt was in
+    after = await pool.generate(GenerationRequest(prompt="The heart", max_tokens=4, temperature=0))
+    assert after.completion_tokens >= 1  # the context is usable again

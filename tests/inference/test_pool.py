@@ -254,7 +254,9 @@ async def test_failed_download_uses_the_cached_copy_or_says_there_is_none(
     info = await pool.load("mirrored")
 
     assert caught.value.code == "DOWNLOAD_FAILED" and "no cached copy" in caught.value.message
-    assert info["loaded"] and info["source"].startswith("hub")  # the hub client or the pool fell back to the cache
+    assert info["loaded"] and info["source"].startswith(
+        "hub"
+    )  # the hub client or the pool fell back to the cache
 
 
 async def test_metrics_record_loads_tokens_and_memory_per_model(make_pool, tiny_gguf: Path):

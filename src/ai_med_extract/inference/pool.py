@@ -161,7 +161,7 @@ class ModelPool:
                     cancel = threading.Event()
                     began = time.perf_counter()
                     completion = await self._blocking(
-                        backend.generate, req, cancel, deadline=deadline, cancel=cancel
+                        backend.generate, req, cancel, deadline=deadline, cancel=cancel, interrupt=backend
                     )
                     took = time.perf_counter() - began
             except (GenerationFailed, BackendUnavailable) as exc:
@@ -506,6 +506,7 @@ class ModelPool:
         *args: Any,
         deadline: float | None = None,
         cancel: threading.Event | None = None,
+        interrupt: Backend | None = None,
     ) -> T:
         """Run ``fn`` in a worker thread; on timeout or cancellation, flag it and wait for it to stop."""
         loop = asyncio.get_running_loop()
@@ -516,6 +517,7 @@ class ModelPool:
         except TimeoutError:
             if cancel is not None:
                 cancel.set()
+                self._interrupt(interrupt)
             await self._drain(future)
             raise GenerationTimeout(
                 "generation did not finish within its time limit", details={"timeout_s": self.timeout_s}
@@ -523,6 +525,7 @@ class ModelPool:
         except asyncio.CancelledError:
             if cancel is not None:
                 cancel.set()
+                self._interrupt(interrupt)
             await self._drain(future)
             raise
         except GenerationCancelled:
@@ -532,6 +535,15 @@ class ModelPool:
         except Exception as exc:
             logger.error("backend failure", extra=describe(exc))
             raise GenerationFailed(f"the model failed ({type(exc).__name__})") from exc
+
+    @staticmethod
+    def _interrupt(backend: Backend | None) -> None:
+        if backend is None:
+            return
+        try:
+            backend.interrupt()
+        except Exception as exc:  # best effort: the cancel flag still stops it between tokens
+            logger.warning("interrupt failed", extra=describe(exc))
 
     @staticmethod
     async def _drain(future: Awaitable[Any]) -> None:
@@ -578,7 +590,9 @@ class ModelPool:
                     raise GenerationFailed(f"the model failed ({type(item).__name__})") from item
                 yield item
         finally:
-            cancel.set()
+            if not future.done():
+                cancel.set()
+                self._interrupt(backend)
             await self._drain(future)
 
     @contextlib.asynccontextmanager

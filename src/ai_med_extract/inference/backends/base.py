@@ -66,6 +66,11 @@ class Backend(ABC):
     @abstractmethod
     def unload(self) -> None: ...
 
+    def interrupt(self) -> None:
+        """Called from another thread after a request's cancel flag is set: stop work that does not
+        look at the flag (a long prompt evaluation, say) as soon as the library allows."""
+        return None
+
     def memory_bytes(self) -> int | None:
         """Memory the backend can account for itself (tensor sizes); None: use the RSS measurement."""
         return None

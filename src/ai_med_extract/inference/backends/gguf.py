@@ -60,11 +60,31 @@ class GGUFBackend(TextBackend):
                 stop_token_ids=[self.llm.token_eos()],
             )
         self._grammars: dict[str, Any] = {}
+        self._aborting = False
+        self._abort_callback: Any = llama_cpp.ggml_abort_callback(lambda _data: self._aborting)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    def interrupt(self) -> None:
+        """Abort the llama.cpp computation in flight (prompt evaluation runs in batches of n_batch
+        tokens and does not see the cancel flag). The abort callback is installed only now, so that
+        decoding pays nothing for it in the normal case; the callback object lives as long as the
+        backend, so llama.cpp never holds a pointer to a freed one."""
+        import llama_cpp
+
+        self._aborting = True
+        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, self._abort_callback, None)  # noqa: SLF001
+
+    def _clear_interrupt(self) -> None:
+        import llama_cpp
+
+        if self._aborting:
+            null_callback = llama_cpp.ggml_abort_callback()
+            llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, null_callback, None)  # noqa: SLF001
+            self._aborting = False
 
     def unload(self) -> None:
         llm = getattr(self, "llm", None)
@@ -138,6 +158,7 @@ class GGUFBackend(TextBackend):
     ) -> dict[str, Any]:
         from llama_cpp import StoppingCriteriaList
 
+        self._clear_interrupt()  # one left over from a request that finished as it was interrupted
         tokens, stop = self._prompt(req)
 
         def check(_ids: Any, _logits: Any) -> bool:
@@ -158,7 +179,14 @@ class GGUFBackend(TextBackend):
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> Completion:
         counter = [0]
         args = self._arguments(req, cancel, counter)
-        out: Any = self.llm.create_completion(**args, stream=False)
+        try:
+            out: Any = self.llm.create_completion(**args, stream=False)
+        except RuntimeError:
+            if cancel.is_set():  # llama_decode aborted by interrupt()
+                raise GenerationCancelled from None
+            raise
+        finally:
+            self._clear_interrupt()
         if cancel.is_set():
             raise GenerationCancelled
         choice = out["choices"][0]
@@ -176,13 +204,20 @@ class GGUFBackend(TextBackend):
         finish: str = "stop"
         pieces: list[str] = []
         chunks: Any = self.llm.create_completion(**args, stream=True)
-        for chunk in chunks:
-            choice = chunk["choices"][0]
-            if choice["text"]:
-                pieces.append(choice["text"])
-                yield choice["text"]
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                if choice["text"]:
+                    pieces.append(choice["text"])
+                    yield choice["text"]
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        except RuntimeError:
+            if cancel.is_set():  # llama_decode aborted by interrupt()
+                raise GenerationCancelled from None
+            raise
+        finally:
+            self._clear_interrupt()
         if cancel.is_set():
             raise GenerationCancelled
         # the stopping check runs once per sampled token and once more after the last one
