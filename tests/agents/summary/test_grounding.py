@@ -64,3 +64,19 @@ def test_citation_markers_are_checked_and_moved_out_of_the_text(drugs: DrugDicti
                       report=report)
     assert report.unsupported_claims.get("citation") == 1
     assert out[0].text == "Lisinopril was added." and "F12" in out[0].citations
+
+
+def test_repeated_sentences_are_checked_and_reported_once(drugs: DrugDictionary) -> None:
+    report = GroundingReport(mode="remove")
+    out = ground_text("Metformin was continued. Metformin was continued. Metformin was continued.", _index(drugs),
+                      mode="remove", report=report)
+    assert len(out) == 1 and report.checked == 1
+
+
+def test_degenerate_generation_loops_are_cut() -> None:
+    from ai_med_extract.agents.summary.generation import trim_repetition
+
+    looped = "2021-02-10 to 2021-08-15: " * 5
+    assert trim_repetition(looped) == "2021-02-10 to 2021-08-15:"
+    fine = "HbA1c rose from 7.1 to 7.9. Metformin was started. Lisinopril was added."
+    assert trim_repetition(fine) == fine

@@ -27,19 +27,19 @@ SYSTEM = (
     "ids you rely on in square brackets, for example [F12]."
 )
 CHUNK_PROMPT = (
-    "Records from {start} to {end}, one per line:\n{lines}\n\n"
-    "Write a concise chronological summary of these records in 2 to 5 sentences, in date order, "
-    "citing record ids."
+    "Summarise the patient records below in 2 to 5 sentences, oldest first. Mention only diagnoses, "
+    "medicines, values and dates that appear in the records, and cite record ids.\n\n"
+    "Records ({start} to {end}):\n{lines}\n\nSummary:"
 )
 COMBINE_PROMPT = (
-    "Partial summaries of one patient's record, in date order:\n{parts}\n\n"
-    "Combine them into one chronological narrative of 3 to 8 sentences, in date order. Keep the dates, "
-    "values and record ids exactly as written."
+    "Combine these partial summaries of one patient's record into one chronological narrative of 3 to 8 "
+    "sentences, oldest first. Keep dates, values and record ids exactly as written.\n\n"
+    "Partial summaries:\n{parts}\n\nNarrative:"
 )
 ASSESSMENT_PROMPT = (
-    "Facts about one patient:\n{lines}\n\n"
-    "Write a short clinical assessment in 2 to 4 sentences: the active problems, how they are trending, "
-    "and any guideline gaps listed above. Cite record ids."
+    "Write a short clinical assessment of this patient in 2 to 4 sentences: the active problems, how they "
+    "are trending, and the guideline gaps listed. Use only these facts and cite record ids.\n\n"
+    "Facts:\n{lines}\n\nAssessment:"
 )
 PROMPT_OVERHEAD_TOKENS = 64  # chat template tokens around the messages, on top of counted text
 
@@ -97,6 +97,20 @@ def visit_blocks(record: PatientRecord) -> list[tuple[date | None, list[Fact]]]:
     if allergies:
         blocks.insert(0, (None, allergies))
     return blocks
+
+
+def trim_repetition(text: str, *, min_len: int = 24) -> str:
+    """Cut a degenerate loop: from the third time a run of ``min_len``+ characters repeats, drop the rest.
+    Small models decoding greedily sometimes repeat one phrase until the token limit."""
+    for size in (min_len * 4, min_len * 2, min_len):
+        i = 0
+        while i + size <= len(text):
+            piece = text[i : i + size]
+            second = text.find(piece, i + size)
+            if second != -1 and text.find(piece, second + size) != -1:
+                return text[:second].rstrip()
+            i += max(1, size // 2)
+    return text
 
 
 def _fmt(d: date | None) -> str:
@@ -192,6 +206,9 @@ class Generator:
         return chunks
 
     async def _call(self, prompt: str, max_tokens: int, section: str, sink: TokenSink | None) -> str:
+        return trim_repetition(await self._raw_call(prompt, max_tokens, section, sink))
+
+    async def _raw_call(self, prompt: str, max_tokens: int, section: str, sink: TokenSink | None) -> str:
         req = self._request(prompt, max_tokens)
         if sink is None:
             result = await self.model.generate(req)

@@ -192,10 +192,15 @@ def ground_text(
 ) -> list[Statement]:
     """Generated ``text`` as checked statements; ``report`` is updated in place."""
     out: list[Statement] = []
+    seen: set[str] = set()
     for raw, _, _ in sentences(text):
         line = _LIST_MARK.sub("", raw).strip().strip("*").strip()
         if not line or _HEADING.match(line) or not re.search(r"[A-Za-z]{3}", line):
             continue
+        key = re.sub(r"\W+", " ", line.lower()).strip()
+        if key in seen:  # a repeated sentence is said once
+            continue
+        seen.add(key)
         check = check_sentence(line, index)
         report.checked += 1
         report.claims_checked += check.claims
