@@ -111,7 +111,8 @@ _TERMINATE = ["but", "however", "although", "except", "aside from", "apart from"
               "+"]
 # section titles that contain a cue word ("history") but modify nothing
 _PSEUDO = ["past medical history", "medical history", "family history", "surgical history", "social history",
-           "history of present illness", "history:", "past history", "clinical history", "no change",
+           "history of present illness", "history:", "past history", "clinical history", "family hx",
+           "social hx", "surgical hx", "medical hx", "past hx", "pmhx", "fhx:", "no change",
            "not only", "no increase", "no further", "no suspicious change", "gram negative", "without difficulty"]
 
 
@@ -314,10 +315,15 @@ def _context_rules(rule_cls: Any) -> list[Any]:
         rules.append(rule_cls(literal, "NEGATED_EXISTENCE", direction="FORWARD"))
     for literal in _NEGATION_BACKWARD:
         rules.append(rule_cls(literal, "NEGATED_EXISTENCE", direction="BACKWARD", max_scope=6))
+    both = set(_POSSIBLE_FORWARD) & set(_POSSIBLE_BACKWARD)
     for literal in _POSSIBLE_FORWARD:
-        rules.append(rule_cls(literal, "POSSIBLE_EXISTENCE", direction="FORWARD"))
+        if literal not in both:
+            rules.append(rule_cls(literal, "POSSIBLE_EXISTENCE", direction="FORWARD"))
     for literal in _POSSIBLE_BACKWARD:
-        rules.append(rule_cls(literal, "POSSIBLE_EXISTENCE", direction="BACKWARD", max_scope=3))
+        if literal not in both:
+            rules.append(rule_cls(literal, "POSSIBLE_EXISTENCE", direction="BACKWARD", max_scope=3))
+    for literal in sorted(both):  # "pneumonia suspected" and "suspected pneumonia"
+        rules.append(rule_cls(literal, "POSSIBLE_EXISTENCE", direction="BIDIRECTIONAL", max_scope=4))
     for literal in _HISTORICAL:
         rules.append(rule_cls(literal, "HISTORICAL", direction="FORWARD", max_scope=5))
     for literal in _HYPOTHETICAL:

@@ -19,7 +19,8 @@ from .vocabulary import Term, Vocabulary, compile_terms, lookup
 _TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9']*")
 _COMBINATION_JOIN = re.compile(r"[ \t]?[-/][ \t]?")
 _LINE_END = re.compile(r"\n")
-_SENTENCE_BREAK = re.compile(r"\.\s+(?=[A-Z][a-z])|;|\n")
+# a sentence end: ". Next" or ". 30 mL/kg ...", but not the period of "p.o." or "b.i.d."
+_SENTENCE_BREAK = re.compile(r"(?<![a-zA-Z]\.[a-zA-Z])\.\s+(?=[A-Z][a-z]|\d)|;|\n")
 
 _STATUS_BEFORE = re.compile(
     r"\b(?:(?P<stopped>stopped|stop|discontinued|discontinue|d/c'?d|dc'?d|d/c|dc|off|quit|no longer (?:on|taking))|"
@@ -323,7 +324,8 @@ class RuleDetectors:
             if not text[m.end() : end].strip():
                 nxt = text.find("\n\n", end + 1)
                 end = len(text) if nxt == -1 else nxt
-            sentence = re.search(r"\.\s", text[m.end() : end])
+            # a sentence end, not the number of a list item ("1. Vancomycin")
+            sentence = re.search(r"(?<!\d)\.\s", text[m.end() : end])
             if sentence:
                 end = m.end() + sentence.start()
             regions.append((m.start(), end))
