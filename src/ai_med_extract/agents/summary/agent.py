@@ -18,7 +18,7 @@ from ai_med_extract.errors import AppError
 from .cache import SummaryCache, cache_key
 from .facts import PatientRecord
 from .generation import Generator, TextModel
-from .grounding import GroundingIndex, ground_text
+from .grounding import GroundingIndex, GroundingMode, ground_text
 from .guidelines import evaluate
 from .inputs import load_record
 from .lexicon import DrugDictionary
@@ -100,13 +100,13 @@ class PatientSummaryAgent:
         await progress("normalise", 15.0, f"{stats['facts']} facts, {stats['ignored_total']} items ignored")
         as_of = options.as_of or record.last_date or date.today()
         recent = options.recent_points or self.settings.recent_points
-        mode = options.grounding or self.settings.grounding
+        mode: GroundingMode = options.grounding or self.settings.grounding  # type: ignore[assignment]
         checks = await blocking(evaluate, record, self.drugs, as_of)
         overview, sections, trends = await blocking(
             lambda: build_sections(record, deidentify=options.deidentify, as_of=as_of, checks=checks,
                                    recent_points=recent)
         )
-        report = GroundingReport(mode=mode)  # type: ignore[arg-type]
+        report = GroundingReport(mode=mode)
         info = GenerationInfo(generator="template", model=TEMPLATE_MODEL)
         if not use_model:
             info.template_reason = "NO_MODEL" if self.model is None else "TEMPLATE_REQUESTED"

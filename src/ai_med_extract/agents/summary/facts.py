@@ -8,6 +8,7 @@ sentence). Each fact has a short stable id (``F1``, ``F2`` ...) that summary sta
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -52,8 +53,8 @@ class Fact:
     kind: FactKind
     label: str  # human wording: "Hypertension", "lisinopril 10 MG Oral Tablet", "Hemoglobin A1c"
     source: SourceRef
-    date: date | None = None
-    end_date: date | None = None
+    date: dt.date | None = None
+    end_date: dt.date | None = None
     status: str | None = None  # active / resolved / stopped / completed ...
     code: str | None = None  # "system|code" when known
     concept: str | None = None  # canonical key: "hba1c", "systolic_bp", "diabetes" ...

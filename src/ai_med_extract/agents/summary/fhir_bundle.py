@@ -231,7 +231,7 @@ class _Normaliser:
             end_date=end,
             status=e.status,
             category=cls,
-            code=(_codes(e.type[0]) or [None])[0] if e.type else None,
+            code=next(iter(_codes(e.type[0])), None) if e.type else None,
             detail=f"reason: {reason}" if reason else None,
         )
         for key in self._keys("Encounter", e, full_url):
@@ -344,7 +344,7 @@ class _Normaliser:
         )
 
     def _allergyintolerance(self, index: int, a: Any, full_url: str | None) -> None:
-        reactions = []
+        reactions: list[str] = []
         for reaction in a.reaction or []:
             reactions.extend(filter(None, (_concept_text(m) for m in reaction.manifestation or [])))
         detail = "; ".join(

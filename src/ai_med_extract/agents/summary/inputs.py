@@ -209,6 +209,7 @@ def _add_vital(record: PatientRecord, name: str, value: Any, loc: str, when: dat
 
 
 def _add_lab(record: PatientRecord, lab: Any, loc: str, when: date | None, enc: str) -> None:
+    value: float | None
     if isinstance(lab, str):
         m = re.match(r"\s*(.+?)\s*[:=]?\s*([-+]?\d+(?:\.\d+)?)\s*(\S+)?\s*$", lab)
         if not m:
@@ -290,7 +291,7 @@ def parse_documents(documents: Any) -> PatientRecord:
             record.ignored["document without text"] += 1
             continue
         when = _date(doc.get("date"), f"{loc}.date") if doc.get("date") else None
-        title = doc.get("title") if isinstance(doc.get("title"), str) else "Processed document"
+        title = str(doc["title"]) if isinstance(doc.get("title"), str) else "Processed document"
         add_note(record, text, SourceRef(loc), label=title, when=when)
     return record
 

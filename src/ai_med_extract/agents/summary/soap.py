@@ -27,7 +27,7 @@ from .agent import (
     _to_thread,
 )
 from .facts import FactKind, InputKind, PatientRecord, SourceRef
-from .grounding import GroundingIndex, ground_text
+from .grounding import GroundingIndex, GroundingMode, ground_text
 from .lexicon import find_measurements, sentences
 from .models import GenerationInfo, GroundingReport, Section, SoapNote, Statement
 from .render import render_markdown
@@ -136,8 +136,8 @@ class SoapWriter:
         if on_progress:
             await on_progress("normalise", 5.0, "reading the transcript")
         record: PatientRecord = await blocking(transcript_record, transcript)
-        mode = options.grounding or self.agent.settings.grounding
-        report = GroundingReport(mode=mode)  # type: ignore[arg-type]
+        mode: GroundingMode = options.grounding or self.agent.settings.grounding  # type: ignore[assignment]
+        report = GroundingReport(mode=mode)
         sections = await blocking(template_soap, record)
         info = GenerationInfo(generator="template", model=TEMPLATE_MODEL,
                               template_reason="NO_MODEL" if self.agent.model is None else None)
