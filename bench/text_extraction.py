@@ -1,6 +1,7 @@
 """Text extraction agent against bare peers, on the same generated files, in one run.
 
     python bench/text_extraction.py [--pdf-pages 60] [--scan-pages 4] [--runs 3] [--skip-speech]
+                                    [--only pdf|scans|speech]
 
 1. Text PDFs: pages/second of ``TextExtractionAgent.extract`` against bare pypdf
    (``PdfReader`` + ``page.extract_text()``): the ratio should be close to 1.
@@ -294,14 +295,15 @@ def main() -> None:
     parser.add_argument("--scan-pages", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-speech", action="store_true")
+    parser.add_argument("--only", choices=["pdf", "scans", "speech"], help="Run one section")
     args = parser.parse_args()
 
-    results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "text_pdf": bench_text_pdfs(args.pdf_pages, args.runs),
-        "scans": bench_scans(args.scan_pages, args.runs),
-    }
-    if not args.skip_speech:
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    if args.only in (None, "pdf"):
+        results["text_pdf"] = bench_text_pdfs(args.pdf_pages, args.runs)
+    if args.only in (None, "scans"):
+        results["scans"] = bench_scans(args.scan_pages, args.runs)
+    if args.only == "speech" or (args.only is None and not args.skip_speech):
         results["speech"] = bench_speech(args.runs)
     out = ROOT / "results" / "text_extraction.json"
     out.parent.mkdir(exist_ok=True)
