@@ -60,7 +60,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     pool = ModelPool(catalogue, settings=ModelSettings(cache_dir=tmp / "models", n_threads=args.threads))
     settings = SummarySettings(
         parallel_chunks=args.parallel, chunk_max_tokens=args.chunk_tokens, narrative_max_tokens=args.max_tokens,
-        assessment_max_tokens=args.assessment_tokens, cache_size=0,
+        assessment_max_tokens=args.assessment_tokens, cache_size=0, generation_timeout_s=1800,
     )
     try:
         # warm up: load the model and the dictionaries once, outside both timings
@@ -88,7 +88,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             n = await pool.count_tokens(text, "smollm2")
         req = GenerationRequest(
             messages=(ChatMessage("system", SYSTEM), ChatMessage("user", DIRECT_PROMPT.format(lines=text))),
-            model="smollm2", max_tokens=args.max_tokens, temperature=0.0,
+            model="smollm2", max_tokens=args.max_tokens, temperature=0.0, timeout_s=1800,
         )
         t0 = time.perf_counter()
         direct = await pool.generate(req)

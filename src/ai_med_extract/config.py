@@ -141,6 +141,9 @@ class SummarySettings(BaseModel):
     token_flush_s: float = Field(
         0.1, ge=0, le=5, description="Streamed tokens are batched into one SSE event per this interval"
     )
+    generation_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="Longest one summary model call may take (default: the pool's)"
+    )
 
 
 class PhiSettings(BaseModel):

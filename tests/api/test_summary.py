@@ -31,7 +31,7 @@ def bundle() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("summary-api") / "tiny.gguf", context_length=512)
+    return write_tiny_gguf(tmp_path_factory.mktemp("summary-api") / "tiny.gguf", context_length=1024)
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def with_model(client: httpx.AsyncClient, tiny_gguf: Path, tmp_path: Path)
     """The app's summary job and agent on a real pool holding a tiny random-weight model."""
     catalogue = Catalogue.from_dict({
         "default_model": "tiny",
-        "patient_summary_models": [{"name": "tiny", "type": "gguf", "path": str(tiny_gguf), "n_ctx": 512,
+        "patient_summary_models": [{"name": "tiny", "type": "gguf", "path": str(tiny_gguf), "n_ctx": 1024,
                                     "options": {"n_batch": 64}}],
         "runtime_behavior": {"text_fallback": False},
     }, base_dir=tmp_path)

@@ -31,8 +31,8 @@ def bundle() -> tuple[dict[str, Any], Truth]:
 
 
 @pytest.fixture(scope="session")
-def tiny_gguf_512(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("summary-gguf") / "tiny.gguf", context_length=512)
+def tiny_gguf_1k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("summary-gguf") / "tiny.gguf", context_length=1024)
 
 
 @pytest.fixture
@@ -56,9 +56,9 @@ async def make_pool(tmp_path: Path) -> AsyncIterator[Callable[..., ModelPool]]:
 
 
 @pytest.fixture
-def tiny_pool(make_pool: Callable[..., ModelPool], tiny_gguf_512: Path) -> ModelPool:
-    """A random-weight llama model with a 512-token window: real loader, real tokenizer, fast."""
-    return make_pool([{"name": "tiny", "type": "gguf", "path": str(tiny_gguf_512), "n_ctx": 512,
+def tiny_pool(make_pool: Callable[..., ModelPool], tiny_gguf_1k: Path) -> ModelPool:
+    """A random-weight llama model with a 1024-token window (byte-level tokens): real loader, real tokenizer, fast."""
+    return make_pool([{"name": "tiny", "type": "gguf", "path": str(tiny_gguf_1k), "n_ctx": 1024,
                        "options": {"n_batch": 64}}], text_fallback=False)
 
 

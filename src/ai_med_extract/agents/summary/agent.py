@@ -113,7 +113,10 @@ class PatientSummaryAgent:
         else:
             assert self.model is not None
             await progress("generate", 20.0, "writing the narrative")
-            gen = Generator(self.model, model_name=options.model, parallel=self.settings.parallel_chunks)
+            gen = Generator(
+                self.model, model_name=options.model, parallel=self.settings.parallel_chunks,
+                timeout_s=self.settings.generation_timeout_s,
+            )
             try:
                 narrative, assessment = await self._generate(
                     gen, record, sections, options, on_token, progress
