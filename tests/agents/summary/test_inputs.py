@@ -143,3 +143,16 @@ def test_unrecognised_shapes_are_refused() -> None:
         load_record({"something": 1})
     with pytest.raises(Unprocessable):
         load_record({"resourceType": "Patient"})
+
+
+def test_medication_statements_and_referenced_medications_are_read() -> None:
+    record = load_record({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:med-1", "resource": {"resourceType": "Medication", "id": "med-1",
+                                                   "code": {"text": "atorvastatin 20 MG Oral Tablet"}}},
+        {"resource": {"resourceType": "MedicationStatement", "id": "ms-1", "status": "active",
+                      "subject": {"reference": "Patient/1"}, "medicationReference": {"reference": "urn:uuid:med-1"},
+                      "effectiveDateTime": "2022-01-02"}},
+    ]})
+    [med] = record.of_kind(FactKind.medication)
+    assert med.label == "atorvastatin 20 MG Oral Tablet" and med.status == "active"
+    assert med.source.path == "MedicationStatement/ms-1" and med.date is not None

@@ -27,6 +27,7 @@ USED_TYPES = (
     "Encounter",
     "Condition",
     "MedicationRequest",
+    "MedicationStatement",
     "Medication",
     "Observation",
     "Procedure",
@@ -281,6 +282,24 @@ class _Normaliser:
             code=codes[0] if codes else None,
             encounter=self._enc(m),
             detail=detail,
+        )
+
+    def _medicationstatement(self, index: int, m: Any, full_url: str | None) -> None:
+        cc = m.medicationCodeableConcept
+        if cc is None and m.medicationReference is not None:
+            med = self.medications.get(_ref(m.medicationReference) or "")
+            cc = med.code if med is not None else None
+        when = _day(m.effectiveDateTime) or (_day(m.effectivePeriod.start) if m.effectivePeriod else None)
+        codes = _codes(cc)
+        self.record.add(
+            FactKind.medication,
+            _concept_text(cc) or "Medication",
+            self._src(index, "MedicationStatement", m),
+            date=when or _day(m.dateAsserted),
+            status=m.status,
+            code=codes[0] if codes else None,
+            encounter=self._enc(m),
+            detail=m.dosage[0].text if m.dosage else None,
         )
 
     def _observation(self, index: int, o: Any, full_url: str | None) -> None:
