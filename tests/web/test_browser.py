@@ -202,7 +202,10 @@ def test_with_auth_on_the_page_asks_for_a_key_and_works_once_given_one(
         token = create_api_key(server.app.state.settings, "clinician")
         open_page(page, server.url)
         assert page.locator("#auth-panel").is_visible()
-        drop_files(page, [("clinic-note.pdf", "application/pdf", text_pdf([CLINIC_NOTE]))])
+        drop_files(page, [
+            ("clinic-note.pdf", "application/pdf", text_pdf([CLINIC_NOTE])),
+            ("nursing-note.txt", "text/plain", b"Nursing note: patient resting, denies nausea.\n"),
+        ])  # fmt: skip
         page.get_by_role("button", name="Process").click()
         assert "requires an API key" in page.get_by_role("alert").inner_text()
         assert page.locator("#api-key").evaluate("el => el === document.activeElement")
@@ -221,7 +224,49 @@ def test_with_auth_on_the_page_asks_for_a_key_and_works_once_given_one(
         shot(page, "auth-2-key-accepted")
         process_and_wait(page)
         assert "metformin" in page.locator("#text-output").inner_text().lower()
+        picker = page.get_by_label("Document", exact=True)
+        assert picker.locator("option").count() == 2
+        picker.select_option(index=1)
+        assert "denies nausea" in page.locator("#text-output").inner_text()
+        open_tab(page, "Medical data")
+        assert "negated" in page.locator("#medical-table").inner_text()
+        picker.select_option(index=0)
         open_tab(page, "Patient summary")
         assert wait_for_summary(page).strip()
         shot(page, "auth-3-results")
     assert token not in page.content(), "the key is never written into the page"
+
+
+def test_identifier_highlights_line_up_with_the_scrubbed_text_for_every_operator(
+    live_server: Any, page: Any
+) -> None:
+    """The page maps spans (offsets in the original text) onto the scrubbed text it shows."""
+    original = "Seen by John Smith on 03/04/2024, MRN 123456."
+    spans = [
+        {"start": 8, "end": 18, "label": "NAME"},
+        {"start": 22, "end": 32, "label": "DATE"},
+        {"start": 38, "end": 44, "label": "MRN"},
+    ]
+    cases = {
+        "redact": "Seen by [NAME] on [DATE], MRN [MRN].",
+        "mask": "Seen by **** ***** on **********, MRN ******.",
+        "surrogate": "Seen by Mark Jones on 01/02/2024, MRN 998877.",
+    }
+    with live_server() as server:
+        open_page(page, server.url)
+        for operator, scrubbed in cases.items():
+            segments = page.evaluate(
+                "([o, s, spans]) => window.ameTesting.phiSegments(o, s, spans)", [original, scrubbed, spans]
+            )
+            assert segments is not None, operator
+            assert "".join(seg["text"] for seg in segments) == scrubbed
+            marked = [(seg["label"], seg["text"]) for seg in segments if seg.get("label")]
+            expected = {"redact": ["[NAME]", "[DATE]", "[MRN]"], "mask": ["**** *****", "**********", "******"],
+                        "surrogate": ["Mark Jones", "01/02/2024", "998877"]}[operator]
+            assert marked == list(zip(["NAME", "DATE", "MRN"], expected, strict=True)), operator
+        adjacent = page.evaluate(
+            "([o, s, spans]) => window.ameTesting.phiSegments(o, s, spans)",
+            ["JohnSmith x", "[NAME][NAME] x", [{"start": 0, "end": 4, "label": "NAME"},
+                                                 {"start": 4, "end": 9, "label": "NAME"}]],
+        )
+        assert [seg["text"] for seg in adjacent] == ["[NAME]", "[NAME]", " x"]

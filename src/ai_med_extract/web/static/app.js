@@ -28,7 +28,7 @@
     result: null,
     docIndex: 0,
     controller: null,
-    summaries: new Map(), // document index -> {status, sections}
+    summary: null, // the upload's patient summary (it covers every document of the job)
   };
 
   // ---------------------------------------------------------------- HTTP and errors
@@ -428,7 +428,7 @@
     state.controller = new AbortController();
     updateUploadButton();
     $("results-panel").hidden = true;
-    state.summaries.clear();
+    state.summary = null;
     resetProgress();
     try {
       const created = await (await api("/upload", { method: "POST", body: form, signal: state.controller.signal })).json();
@@ -789,8 +789,8 @@
 
   // ---------------------------------------------------------------- patient summary
   function summaryState() {
-    if (!state.summaries.has(state.docIndex)) state.summaries.set(state.docIndex, { status: "idle", sections: [], markdown: null, note: "" });
-    return state.summaries.get(state.docIndex);
+    if (!state.summary) state.summary = { status: "idle", sections: [], markdown: null, note: "", tokenEvents: 0 };
+    return state.summary;
   }
 
   function renderSummary() {
@@ -859,13 +859,12 @@
   }
 
   async function startSummary() {
-    const index = state.docIndex;
     const s = summaryState();
     if (s.status === "running" || !state.jobId) return;
     Object.assign(s, { status: "running", sections: [], markdown: null, note: "Starting…", tokenEvents: 0 });
     renderSummary();
     const model = $("model-select").value;
-    const update = () => { if (state.docIndex === index) renderSummary(); };
+    const update = () => { if (state.summary === s) renderSummary(); };
     try {
       const body = { job_id: state.jobId };
       if (model) body.model = model;
