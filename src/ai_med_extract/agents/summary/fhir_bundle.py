@@ -25,10 +25,10 @@ from .facts import Fact, FactKind, InputKind, PatientRecord, SourceRef
 USED_TYPES = (
     "Patient",
     "Encounter",
+    "Medication",  # before the requests and statements that reference it
     "Condition",
     "MedicationRequest",
     "MedicationStatement",
-    "Medication",
     "Observation",
     "Procedure",
     "AllergyIntolerance",
