@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,6 +115,10 @@ class ModelPool:
         self._download_dir: Path | None = None
         self._closed = False
         self._process = psutil.Process()
+        # Threads currently inside each backend's code (by id): a backend is never unloaded while
+        # one of them runs, even one whose caller has gone away (timeout, abandoned stream).
+        self._inside: Counter[int] = Counter()
+        self._inside_changed = threading.Condition()
 
     # ----------------------------------------------------------------- construction
 
@@ -510,7 +514,10 @@ class ModelPool:
     ) -> T:
         """Run ``fn`` in a worker thread; on timeout or cancellation, flag it and wait for it to stop."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.run_in_executor(self._executor, fn, *args)
+        owner = getattr(fn, "__self__", None)
+        future: asyncio.Future[T] = loop.run_in_executor(
+            self._executor, self._inside_backend(owner, fn) if owner is not None else fn, *args
+        )
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -568,7 +575,7 @@ class ModelPool:
             except BaseException as exc:  # handed to the consumer
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
 
-        future = loop.run_in_executor(self._executor, work)
+        future = loop.run_in_executor(self._executor, self._inside_backend(backend, work))
         try:
             while True:
                 timeout = max(0.0, deadline - time.monotonic())
@@ -795,10 +802,36 @@ class ModelPool:
                 return
             await self._unload(victim, reason="memory")
 
+    def _inside_backend(self, backend: Any, fn: Callable[..., T]) -> Callable[..., T]:
+        key = id(backend)
+
+        def run(*args: Any) -> T:
+            with self._inside_changed:
+                self._inside[key] += 1
+            try:
+                return fn(*args)
+            finally:
+                with self._inside_changed:
+                    self._inside[key] -= 1
+                    self._inside_changed.notify_all()
+
+        return run
+
+    def _unload_when_idle(self, backend: Backend, wait_s: float = 120.0) -> None:
+        """Unload once no thread is inside the backend (interrupting any that still is)."""
+        key = id(backend)
+        with self._inside_changed:
+            if self._inside[key]:
+                self._interrupt(backend)
+            if not self._inside_changed.wait_for(lambda: self._inside[key] <= 0, timeout=wait_s):
+                logger.error("model still busy after interrupt; unloading anyway")
+            self._inside.pop(key, None)
+        backend.unload()
+
     async def _unload(self, slot: _Slot, *, reason: str) -> None:
         self._slots.pop(slot.name, None)
         began = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self._executor, slot.backend.unload)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._unload_when_idle, slot.backend)
         _release_gpu_memory()
         self.metrics.memory.labels(slot.name).set(0)
         if reason in ("count", "memory"):
