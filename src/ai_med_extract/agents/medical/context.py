@@ -148,12 +148,12 @@ class ClinicalContext:
         if not spacy.language.Language.has_factory("ame_line_sentences"):
             spacy.language.Language.component("ame_line_sentences", func=_line_sentences)
         nlp.add_pipe("ame_line_sentences")
-        context = nlp.add_pipe(
+        context: Any = nlp.add_pipe(
             "medspacy_context",
             config={"input_span_type": "group", "span_group_name": SPAN_GROUP},
         )
         context.add(_context_rules(ConTextRule))
-        sectionizer = nlp.add_pipe(
+        sectionizer: Any = nlp.add_pipe(
             "medspacy_sectionizer",
             config={
                 "input_span_type": "group",

@@ -194,9 +194,9 @@ def parse_sig(window: str) -> Sig:
     duration = _DURATION_RE.search(window)
     if duration:
         value = _number(duration.group(1))
-        unit = _DURATION_UNITS.get(duration.group(2).lower())
-        if value is not None and unit:
-            sig.duration = f"{_fmt(value)} {unit}"
+        duration_unit = _DURATION_UNITS.get(duration.group(2).lower())
+        if value is not None and duration_unit:
+            sig.duration = f"{_fmt(value)} {duration_unit}"
             consumed = max(consumed, duration.end())
 
     sig.end = consumed

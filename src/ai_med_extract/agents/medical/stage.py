@@ -17,7 +17,7 @@ def extract_medical_stage(agent: MedicalExtractor):  # type: ignore[no-untyped-d
 
     async def stage(ctx: Any, file: Any, doc: dict[str, Any]) -> dict[str, Any]:
         options = {**(getattr(ctx, "options", None) or {}), **(getattr(file, "options", None) or {})}
-        if not options.get("medical", True):
+        if not options.get("extract", True):
             return doc
         scrubbed = (doc.get("phi") or {}).get("text")
         text = scrubbed if scrubbed is not None else doc.get("text")
