@@ -158,7 +158,7 @@ async def test_a_full_queue_answers_503_with_retry_after_and_writes_no_job(setti
 
 async def test_empty_upload_is_refused_with_empty_file(client: httpx.AsyncClient) -> None:
     response = await client.post("/upload", files={"files": ("empty.txt", b"", "text/plain")})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["error"]["code"] == "EMPTY_FILE"
 
 

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai_med_extract.errors import UnsupportedMediaType
 from ai_med_extract.jobs.context import JobContext, StoredFile
 
 StageFn = Callable[[JobContext, StoredFile, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -50,35 +49,3 @@ class DocumentPipeline:
             documents.append(doc)
         await ctx.progress("done", 100.0, f"{len(documents)} document(s) processed")
         return {"documents": documents}
-
-
-# -- plain text: the extraction available until the text extraction agent handles every format ---
-
-_TEXT_CONTROL_ALLOWED = {9, 10, 12, 13}
-
-
-def sniff_plain_text(data: bytes) -> str:
-    """Accept UTF-8 (or UTF-16 with a BOM) text; refuse anything else with 415."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "text/plain"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UnsupportedMediaType(
-            "only plain-text documents are supported by this pipeline",
-            code="UNSUPPORTED_FORMAT",
-            details={"supported": ["text/plain"]},
-        ) from None
-    if any(ord(c) < 32 and ord(c) not in _TEXT_CONTROL_ALLOWED for c in text[:4096]):
-        raise UnsupportedMediaType(
-            "the file is binary, not plain text",
-            code="UNSUPPORTED_FORMAT",
-            details={"supported": ["text/plain"]},
-        )
-    return "text/plain"
-
-
-async def extract_plain_text(ctx: JobContext, file: StoredFile, doc: dict[str, Any]) -> dict[str, Any]:
-    data = await ctx.run_blocking(file.read_bytes)
-    text = data.decode("utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data.decode("utf-8")
-    return {**doc, "text": text, "extraction": {"method": "text", "pages": 1, "characters": len(text)}}

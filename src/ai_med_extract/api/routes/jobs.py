@@ -13,7 +13,7 @@ from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.db.models import JobStatus
-from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge
+from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
 from ai_med_extract.jobs.service import IncomingFile, job_view
 from ai_med_extract.observability import metrics
@@ -57,7 +57,7 @@ async def upload(
     for upload_file in files:
         data = await read_limited(upload_file, limits.max_bytes)
         if not data:
-            raise BadRequest("a file is empty", code="EMPTY_FILE", details={"position": len(incoming)})
+            raise Unprocessable("a file is empty", code="EMPTY_FILE", details={"position": len(incoming)})
         media_type = await asyncio.to_thread(validate, data)
         incoming.append(IncomingFile(data=data, media_type=media_type, filename=upload_file.filename))
     options: dict[str, Any] = {"scrub": scrub, "extract": extract, "needs_secret": bool(password)}
