@@ -11,8 +11,9 @@ def extract_medical_stage(agent: MedicalExtractor):  # type: ignore[no-untyped-d
     """Adds ``medical`` (the extraction, schema ``MedicalExtraction``) to the document.
 
     Reads the de-identified text when ``scrub_phi`` produced one, else the extracted text, so offsets
-    point into the text the stage was given (``medical.source`` says which). Option ``medical``
-    (default true) turns the stage off per upload. Rules mode: no model is involved.
+    point into the text the stage was given (``medical.source`` says which). The upload option
+    ``extract`` (default true; ``medical`` is accepted too) turns the stage off per upload. Rules mode:
+    no model is involved.
     """
 
     async def stage(ctx: Any, file: Any, doc: dict[str, Any]) -> dict[str, Any]:
