@@ -154,6 +154,10 @@ async def test_processed_document_is_extracted_by_the_pipeline_and_by_id(client:
     assert medical["counts"]["medications"] == 2
     source = document["phi"]["text"] if medical["source"] == "phi.text" else document["text"]
     assert all(source[m["start"] : m["end"]] == m["text"] for m in medical["medications"])
+    bundle = medical["fhir"]
+    assert bundle["resourceType"] == "Bundle"
+    kinds = [entry["resource"]["resourceType"] for entry in bundle["entry"]]
+    assert kinds.count("MedicationStatement") == 2
 
     body = await extract(client, text=None, document_id=document["document_id"])
     assert body["document_id"] == document["document_id"]

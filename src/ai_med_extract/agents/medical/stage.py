@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .extractor import MedicalExtractor
+from .fhir import to_fhir_bundle
 
 
 def extract_medical_stage(agent: MedicalExtractor):  # type: ignore[no-untyped-def]
@@ -25,12 +26,14 @@ def extract_medical_stage(agent: MedicalExtractor):  # type: ignore[no-untyped-d
         if not text:
             return doc
         result = await ctx.run_blocking(agent.extract, text)
+        bundle = await ctx.run_blocking(to_fhir_bundle, result, seed=file.document_id)
         return {
             **doc,
             "medical": {
                 "source": "phi.text" if scrubbed is not None else "text",
                 "counts": result.counts(),
                 **result.model_dump(mode="json"),
+                "fhir": bundle,
             },
         }
 
