@@ -37,6 +37,7 @@ _HEADING = re.compile(r"^\s*\**\s*(narrative|assessment|summary|chronological na
                       r"\s*\**\s*:?\s*\**\s*$", re.I)
 _STOP = {"of", "the", "and", "with", "type", "disorder", "finding", "disease", "acute", "chronic", "mellitus"}
 MAX_CITES_PER_CLAIM = 3
+MIN_WORDS = 3  # a generated statement has at least this many words
 
 
 @dataclass
@@ -195,8 +196,8 @@ def ground_text(
     seen: set[str] = set()
     for raw, _, _ in sentences(text):
         line = _LIST_MARK.sub("", raw).strip().strip("*").strip()
-        if not line or _HEADING.match(line) or not re.search(r"[A-Za-z]{3}", line):
-            continue
+        if not line or _HEADING.match(line) or len(re.findall(r"[A-Za-z]{2,}", line)) < MIN_WORDS:
+            continue  # headings and fragments ("145, met.") are not statements
         key = re.sub(r"\W+", " ", line.lower()).strip()
         if key in seen:  # a repeated sentence is said once
             continue
