@@ -243,3 +243,21 @@ async def test_the_event_stream_stops_when_the_client_disconnects(live_server) -
                 await asyncio.sleep(0.1)
             assert await asyncio.to_thread(_open_streams, server.url) == baseline
             gate.set()
+
+
+async def test_concurrent_events_of_one_job_keep_one_ordered_stream(client: httpx.AsyncClient) -> None:
+    async def chatty(ctx):
+        await asyncio.gather(
+            *[ctx.emit("token", {"text": f"t{i}"}) for i in range(20)],
+            *[ctx.progress("work", i * 5, f"step {i}") for i in range(20)],
+        )
+        return {"documents": []}
+
+    client.app.state.services.runner.register("upload", chatty)
+    job_id = await upload_text(client)
+    job = await wait_for_job(client, job_id)
+    assert job["status"] == "completed", job
+    events = parse_sse((await client.get(f"/job/{job_id}/events")).text)
+    assert sorted(e["data"]["text"] for e in events if e["event"] == "token") == sorted(f"t{i}" for i in range(20))
+    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["event"] == "complete"

@@ -34,6 +34,8 @@ class JobEvents:
         self._cipher = cipher
         self._versions: dict[str, int] = defaultdict(int)
         self._changed = asyncio.Condition()
+        # One writer at a time per job: sequence numbers are max + 1 inside the transaction.
+        self._writers: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def append(
         self, session: AsyncSession, job_id: str, event: str, data: dict[str, Any]
@@ -48,8 +50,10 @@ class JobEvents:
         return seq
 
     async def publish(self, job_id: str, event: str, data: dict[str, Any], **job_fields: Any) -> int:
-        """Append an event (and update job columns) in its own transaction, then announce it."""
-        async with self._sessionmaker() as session, session.begin():
+        """Append an event (and update job columns) in its own transaction, then announce it.
+
+        Safe to call concurrently for one job (e.g. progress and streamed tokens at once)."""
+        async with self._writers[job_id], self._sessionmaker() as session, session.begin():
             seq = await self.append(session, job_id, event, data)
             if job_fields:
                 job = await session.get(Job, job_id)
@@ -64,8 +68,15 @@ class JobEvents:
             self._versions[job_id] += 1
             self._changed.notify_all()
 
+    def writer_lock(self, job_id: str) -> asyncio.Lock:
+        return self._writers[job_id]
+
+    def forget_writer(self, job_id: str) -> None:
+        self._writers.pop(job_id, None)
+
     def forget(self, job_id: str) -> None:
         self._versions.pop(job_id, None)
+        self._writers.pop(job_id, None)
 
     async def read_after(self, job_id: str, after_seq: int, limit: int = 500) -> list[StoredEvent]:
         async with self._sessionmaker() as session:

@@ -10,6 +10,7 @@ queued again and jobs that were running when the process died are marked failed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -212,8 +213,12 @@ class InProcessJobRunner(JobRunner):
             except asyncio.CancelledError:
                 if self._stopping:
                     raise
-            except Exception as exc:  # a broken job must never kill the worker
+            except Exception as exc:  # a broken job must never kill the worker, nor hang its clients
                 log_exception(logger, "job runner error", exc, job_id=job_id)
+                with contextlib.suppress(Exception):
+                    await self._finish(
+                        job_id, JobStatus.failed, "INTERNAL_ERROR", "the job failed; see the service logs"
+                    )
             finally:
                 correlation_id.reset(token)
                 self._queue.task_done()
@@ -333,10 +338,10 @@ class InProcessJobRunner(JobRunner):
         result: dict[str, Any] | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        async with self._sessionmaker() as session, session.begin():
+        async with self._events.writer_lock(job_id), self._sessionmaker() as session, session.begin():
             job = await session.get(Job, job_id)
-            if job is None:
-                return  # deleted meanwhile
+            if job is None or JobStatus(job.status).terminal:
+                return  # deleted meanwhile, or already ended (never overwrite an outcome)
             kind = job.kind
             job.status = status
             job.finished_at = utcnow()
@@ -354,6 +359,7 @@ class InProcessJobRunner(JobRunner):
                     session, job_id, "error", {"code": code, "message": job.error_message, "details": details or {}}
                 )
         await self._events.announce(job_id)
+        self._events.forget_writer(job_id)
         metrics.JOBS_FINISHED.labels(kind, status.value).inc()
         logger.info("job finished", extra={"job_id": job_id, "status": status.value, "error_code": code})
 
