@@ -2,6 +2,7 @@
 
 usage: python bench/phi_eval.py [--data PATH] [--layers patterns,names,...] [--ablate] [--no-ner]
                                [--case upper|lower]
+                               [--half even|odd]
 Prints token recall/precision, span recall per gold label, and with --ablate the contribution of
 each layer (the figures with that layer removed).
 """
@@ -48,9 +49,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--case", choices=["as-is", "upper", "lower"], default="as-is",
                     help="re-case every note first (robustness to ALL CAPS / lowercase notes)")
+    ap.add_argument("--half", choices=["all", "even", "odd"], default="all",
+                    help="only the notes of patients with an even / odd number (tune on one, check on the other)")
     a = ap.parse_args()
     score = load_scorer(a.scorer)
     docs = [json.loads(line) for line in a.data.open()]
+    if a.half != "all":
+        docs = [d for d in docs if int(d.get("patient", 0)) % 2 == (0 if a.half == "even" else 1)]
     if a.case != "as-is":
         for d in docs:  # offsets stay valid: these notes keep their length when re-cased
             recased = d["text"].upper() if a.case == "upper" else d["text"].lower()

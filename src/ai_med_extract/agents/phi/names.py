@@ -31,6 +31,19 @@ CREDENTIALS = frozenset({
 # words that may join two names after a cue: "Drs Smith and Jones"
 _JOIN = frozenset({"and", "&", "or"})
 _BREAK = re.compile(r"[\n;:!?()\[\]]|\.\s")
+# verbs that follow a person's name as the subject: "social: bob visited", "JANE CALLED"
+VISIT_VERBS = frozenset({
+    "visited", "visiting", "called", "phoned", "telephoned", "came", "stopped", "spoke", "requested", "updated",
+    "arrived", "left",
+})  # fmt: skip
+# words before a person's name as the object: "spoke with ellen", "per jorge", "paged Mickey"
+_BEFORE_NAME = re.compile(
+    r"(?:\b(?:spoke|talked|spoken|met|conversation|discussed)\s+(?:with|to)|\b(?:per|paged|notified|called|"
+    r"seen\s+by|visited\s+by|message\s+(?:for|from)|left\s+for))\s+$",
+    re.IGNORECASE,
+)
+# where the text before a name leaves it in subject position: line start, "social:", a comma, "and"
+_SUBJECT_BEFORE = re.compile(r"(?:^|[\n:;,.]|\band|&)\s*$", re.IGNORECASE)
 
 
 class NameFinder:
@@ -163,9 +176,60 @@ class NameFinder:
                     if not self._stop(nxt) and (nxt.low not in self.lx.english or named) and ev >= 0.5:
                         out.append(PhiSpan(nxt.start, nxt.end, PhiLabel.NAME, 0.75, "cue.title"))
         self._bigrams(text, toks, out)
+        self._positions(text, toks, out)
+        self._triples(text, toks, out)
         self._initials(text, toks, out)
         self._before_relation(text, toks, out)
         return out
+
+    def _positions(self, text: str, toks: list[Token], out: list[PhiSpan]) -> None:
+        """A first name with no title where only a person can stand: before "visited"/"called" as the
+        subject ("social: bob visited"), or after "spoke with"/"per"/"paged" as the object."""
+        lx = self.lx
+        n = len(toks)
+        for i, t in enumerate(toks):
+            low = t.low
+            if low not in lx.first_names or len(low) < 3 or self._stop(t):
+                continue
+            if low in lx.clinical or low in lx.drugs or low in CREDENTIALS:
+                continue
+            nxt = toks[i + 1] if i + 1 < n else None
+            before = text[max(0, t.start - 30) : t.start]
+            subject = (
+                nxt is not None and nxt.low in VISIT_VERBS and gap(text, t, nxt) == " "
+                and bool(_SUBJECT_BEFORE.search(before))
+            )
+            obj = bool(_BEFORE_NAME.search(before)) and (
+                low not in lx.english or t.proper
+                or (nxt is not None and gap(text, t, nxt) == " " and self.evidence(nxt) >= 0.9)
+            )
+            if not (subject or obj):
+                continue
+            if t.capitalised and not t.caps_line and not t.proper:
+                continue
+            if not t.caps_line and not t.proper and low in lx.frequent and not subject:
+                continue
+            out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, 0.8, "cue.position"))
+            if nxt is not None and nxt.low not in VISIT_VERBS:
+                self._take_after(text, toks, i, False, out, 0.75, "cue.position")
+
+    def _triples(self, text: str, toks: list[Token], out: list[PhiSpan]) -> None:
+        """Three name words in a row on a line without case ("mary theresa kondouli"): a first name,
+        a second first name that is no English word, then a name-like word no dictionary calls common."""
+        lx = self.lx
+        for a, b, c in zip(toks, toks[1:], toks[2:], strict=False):
+            if not a.caps_line or gap(text, a, b) != " " or gap(text, b, c) != " ":
+                continue
+            if a.low not in lx.first_names or self._stop(a) or a.low in lx.clinical or a.low in lx.drugs:
+                continue
+            if b.low not in lx.first_names or b.low in lx.english or b.low in lx.clinical or b.low in lx.drugs:
+                continue
+            if self._stop(c) or c.low in lx.clinical or c.low in lx.drugs or self.evidence(c) < 0.5:
+                continue
+            if c.low in lx.english and c.low not in lx.surnames:
+                continue
+            for x in (a, b, c):
+                out.append(PhiSpan(x.start, x.end, PhiLabel.NAME, 0.8, "dictionary.fullname"))
 
     def _initials(self, text: str, toks: list[Token], out: list[PhiSpan]) -> None:
         """"D. Phyl", "K. ABRAMS", "q. lander": an initial, a full stop, then a name-like word."""
@@ -244,7 +308,7 @@ class NameFinder:
             return
         unknown = (
             t.low not in self.lx.english and t.low not in self.lx.drugs and len(t.low) > 3 and "-" not in t.low
-            and (t.proper or (not t.caps_line and not t.low.endswith(("ed", "ing", "s", "ly"))
+            and (t.proper or (not t.low.endswith(("ed", "ing", "s", "ly"))
                               and text[t.end : t.end + 1] in (".", ",", ";", "\n", "")))
         )
         if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5) or unknown):

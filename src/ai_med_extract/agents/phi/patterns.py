@@ -87,6 +87,8 @@ _TIME_CUE = re.compile(r"(?:at|@|~|until|till|by|due|from|around|approx\.?|x|to|
 _APOS_YEAR = re.compile(r"(?<![\w'])'(?P<y>\d\d)(?![\w'])|(?<![\w'])(?P<y2>\d\d)'(?![\w'])")
 _ISO_DATE = re.compile(r"(?<!\d)((?:18|19|20)\d\d)-(0?[1-9]|1[0-2])-(0?[1-9]|[12]\d|3[01])(?!\d)")
 _WEEKDAY_DATE = None
+# a slip of the pen between day and year: "11/21.93", "3/4.2001"
+_MIXED_SEP_DATE = re.compile(r"(?<![\d./])(\d{1,2})/(\d{1,2})\.(\d{2}|(?:19|20)\d\d)(?![\w/]|\.\d)")
 
 
 def find_dates(text: str) -> Iterator[PhiSpan]:
@@ -140,6 +142,10 @@ def find_dates(text: str) -> Iterator[PhiSpan]:
                 continue
             score = 0.9
         yield _span(m, PhiLabel.DATE, score, "pattern.date")
+    for m in _MIXED_SEP_DATE.finditer(text):
+        unit = re.match(r"\s*(?:%|mg|mcg|ml|cc|g\b|units?|l\b|mmol|meq)", text[m.end() : m.end() + 8], _I)
+        if _valid_md(int(m.group(1)), int(m.group(2))) and not unit:
+            yield _span(m, PhiLabel.DATE, 0.85, "pattern.date")
     for m in _TEXT_DATE.finditer(text):
         mon = m.group("m1") or m.group("m2")
         if mon.lower() in ("may", "mar", "march", "jun", "dec", "jan", "sep", "aug") and not (
@@ -296,6 +302,9 @@ def find_numbers(text: str) -> Iterator[PhiSpan]:
         elif dashed and len(m.group(0)) == 11:
             yield _span(m, PhiLabel.SSN, 0.85, "pattern.ssn")
     for m in _ID_TOKEN.finditer(text):
+        tok = m.group(0)
+        if any(c.isalpha() for c in tok) and sum(c.isdigit() for c in tok) < 3:
+            continue  # "HbA1c", "SpO2", "CD4", "B12": lab and clinical abbreviations, not identifiers
         before = text[max(0, m.start() - 36) : m.start()]
         for label, cue in _ID_CUES:
             if cue.search(before):

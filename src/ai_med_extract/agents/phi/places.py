@@ -66,6 +66,22 @@ HOSPITAL_PHRASES = frozenset({
 })  # fmt: skip
 
 
+# employers and companies: "CEO OF IBM", "works for Acme", "hospice care co.- stella maris", "Acme Inc"
+_ORG_BEFORE = re.compile(
+    r"(?:\b(?:ceo|cfo|president|owner|founder|employee|chairman|director|vp)\s+(?:of|at)|\bworks?\s+(?:at|for)|"
+    r"\bworked\s+(?:at|for)|\bemployed\s+(?:by|at|with)|\bretired\s+from|\b(?:company|co\.|corp\.?|agency)"
+    r"\s*[-:,]+)\s*$",
+    re.IGNORECASE,
+)
+# written exactly so (on a line with case): "INC" and "CO" are "increased" and "cardiac output"
+_ORG_AFTER = frozenset({"Inc", "Corp", "Corporation", "LLC", "Ltd", "Co", "Company", "Incorporated"})
+# "at seymour black's house": whose house it is names a person
+_DWELLING = frozenset({"house", "home", "apartment", "apt", "place", "farm", "condo", "residence"})
+_OWNER_NOT = frozenset({"pt", "patient", "patients", "pts", "family", "own", "friend", "friends", "neighbor",
+                        "neighbors", "parents", "parent", "someone", "somebody", "nursing"})
+_LIVE_NEAR = re.compile(r"\b(?:lives?|living|resides?|residing|moved|housing)\b", re.IGNORECASE)
+
+
 class PlaceFinder:
     def __init__(self, lexicon: Lexicon) -> None:
         self.lx = lexicon
@@ -92,7 +108,8 @@ class PlaceFinder:
         for i, t in enumerate(toks):
             low = t.low
             # "<name words> hospital|rehab|house|campus"
-            if low in FACILITY_WORDS and i > 0:
+            possessive = i > 0 and text[toks[i - 1].end : t.start].lower() in ("'s ", "s' ")
+            if low in FACILITY_WORDS and i > 0 and not (possessive and low in _DWELLING):
                 k = i - 1
                 taken: list[Token] = []
                 while k >= 0 and len(taken) < 3:
@@ -190,8 +207,74 @@ class PlaceFinder:
                     if gap(text, toks[k - 1], toks[k]) != " " if k else True:
                         break
                     k -= 1
+        out.extend(self._organisations(text, toks))
+        out.extend(self._dwellings(text, toks))
         out.extend(self._gazetteer(text, toks))
         out.extend(self._in_proper_place(text, toks))
+        return out
+
+    def _org_word(self, t: Token) -> bool:
+        lx = self.lx
+        if t.low in lx.stop or t.low in lx.clinical or t.low in lx.drugs or t.low in FACILITY_WORDS:
+            return False
+        if t.text.isupper() and 2 <= len(t.text) <= 5 and not t.caps_line:
+            return True  # an acronym on a mixed-case line
+        if t.proper:
+            return True
+        return t.low not in lx.frequent or t.low in lx.first_names or t.low in lx.surnames
+
+    def _organisations(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        """Employers and companies after a cue ("CEO of", "works for", "co.-") or before "Inc"/"Corp"."""
+        out = []
+        n = len(toks)
+        for i, t in enumerate(toks):
+            if _ORG_BEFORE.search(text[max(0, t.start - 30) : t.start]):
+                j = i
+                while j < n and j - i < 3 and self._org_word(toks[j]):
+                    if j > i and gap(text, toks[j - 1], toks[j]) != " ":
+                        break
+                    out.append(PhiSpan(toks[j].start, toks[j].end, PhiLabel.LOCATION, 0.75, "cue.organisation"))
+                    j += 1
+            if (
+                t.text in _ORG_AFTER and i > 0 and not t.caps_line and gap(text, toks[i - 1], t) in (" ", ", ")
+                and (t.text != "Co" or text[t.end : t.end + 1] == ".")
+            ):
+                k = i - 1
+                while k >= 0 and i - k <= 3 and toks[k].proper and self._org_word(toks[k]):
+                    out.append(PhiSpan(toks[k].start, toks[k].end, PhiLabel.LOCATION, 0.75, "cue.organisation"))
+                    if k == 0 or gap(text, toks[k - 1], toks[k]) != " ":
+                        break
+                    k -= 1
+        return out
+
+    def _dwellings(self, text: str, toks: list[Token]) -> list[PhiSpan]:
+        """"at seymour black's house", "staying at Joan's place": the owner's name."""
+        lx = self.lx
+        out = []
+        for i in range(1, len(toks)):
+            t = toks[i]
+            if t.low not in _DWELLING:
+                continue
+            owner = toks[i - 1]
+            if text[owner.end : owner.end + 3].lower() not in ("'s ", "s' ") or owner.end + 3 != t.start:
+                continue
+            k = i - 1
+            taken = 0
+            while k >= 0 and taken < 2:
+                x = toks[k]
+                if x.low in _OWNER_NOT or x.low in lx.stop or x.low in lx.clinical or len(x.low) < 2:
+                    break
+                if x.low in {"wife", "husband", "son", "daughter", "mother", "father", "sister", "brother", "aunt",
+                             "uncle", "cousin", "niece", "nephew", "grandmother", "grandfather", "dtr", "mom", "dad"}:
+                    break
+                named = x.low in lx.first_names or x.low in lx.surnames
+                if not (named or x.proper or x.low not in lx.english):
+                    break
+                out.append(PhiSpan(x.start, x.end, PhiLabel.LOCATION, 0.75, "cue.dwelling"))
+                taken += 1
+                if k == 0 or gap(text, toks[k - 1], x) != " ":
+                    break
+                k -= 1
         return out
 
     def _in_proper_place(self, text: str, toks: list[Token]) -> list[PhiSpan]:
@@ -203,7 +286,11 @@ class PlaceFinder:
             t = toks[i]
             if toks[i - 1].low not in ("in", "near", "outside") or gap(text, toks[i - 1], t) != " ":
                 continue
-            if not t.proper or t.text.isupper() or len(t.low) < 4 or t.low in lx.english or t.low in lx.clinical:
+            if not t.proper or t.text.isupper() or len(t.low) < 4 or t.low in lx.clinical:
+                continue
+            if t.low in lx.english and (
+                t.low in lx.frequent or not _LIVE_NEAR.search(text[max(0, t.start - 80) : t.start])
+            ):
                 continue
             if t.low in lx.drugs or t.low in lx.first_names or t.low in _STATES_FULL:
                 continue
@@ -241,11 +328,23 @@ class PlaceFinder:
             if not ok:
                 break
             if live and x.low in lx.english and not x.proper and x.low in lx.frequent:
-                break
+                if not self._odd_word_follows(text, toks, j):
+                    break
             taken.append(x)
             j += 1
         for x in taken:
             out.append(PhiSpan(x.start, x.end, PhiLabel.LOCATION, 0.8, "cue.place"))
+
+    def _odd_word_follows(self, text: str, toks: list[Token], j: int) -> bool:
+        """"lives in white amrsh,": the next word, ending the clause, is no word any dictionary knows."""
+        if j + 1 >= len(toks) or gap(text, toks[j], toks[j + 1]) != " ":
+            return False
+        y = toks[j + 1]
+        lx = self.lx
+        return (
+            len(y.low) > 3 and y.low not in lx.english and y.low not in lx.clinical and y.low not in lx.drugs
+            and y.low not in lx.stop and text[y.end : y.end + 1] in (",", ".", ";", "\n", "")
+        )
 
     def _gazetteer(self, text: str, toks: list[Token]) -> list[PhiSpan]:
         """Cities and towns from the gazetteer, one or two words, when written like a proper noun."""
