@@ -170,7 +170,7 @@ async def test_encrypted_pdf_without_password_fails_the_job_with_a_stable_code(
     [
         ("page.pdf", lambda: docs.HTML_AS_PDF, 415, "HTML_NOT_SUPPORTED"),
         ("tool.exe", lambda: b"MZ\x90\x00" + bytes(range(256)) * 4, 415, "UNSUPPORTED_FORMAT"),
-        ("empty.pdf", lambda: b"", 400, "EMPTY_FILE"),
+        ("empty.pdf", lambda: b"", 422, "EMPTY_FILE"),
     ],
 )
 async def test_upload_refuses_unreadable_content_at_once(

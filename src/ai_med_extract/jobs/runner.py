@@ -211,8 +211,7 @@ class InProcessJobRunner(JobRunner):
             try:
                 await self._run_one(job_id)
             except asyncio.CancelledError:
-                if self._stopping:
-                    raise
+                raise  # only the worker's own cancellation reaches here: never swallow it
             except Exception as exc:  # a broken job must never kill the worker, nor hang its clients
                 log_exception(logger, "job runner error", exc, job_id=job_id)
                 with contextlib.suppress(Exception):
@@ -299,7 +298,12 @@ class InProcessJobRunner(JobRunner):
         except _JobTimedOut:
             await self._finish(job_id, JobStatus.failed, "JOB_TIMEOUT", f"job exceeded {self.settings.timeout_s:g} s")
         except (asyncio.CancelledError, JobCancelled) as exc:
-            if self._stopping:
+            current = asyncio.current_task()
+            own = isinstance(exc, asyncio.CancelledError) and current is not None and current.cancelling() > 0
+            if self._stopping or own:
+                # The worker itself is being stopped: the job did not finish, say so.
+                ctx.cancel()
+                task.cancel()
                 await asyncio.shield(
                     self._finish(
                         job_id,
@@ -308,7 +312,7 @@ class InProcessJobRunner(JobRunner):
                         "the service stopped while the job was running; upload again",
                     )
                 )
-                if isinstance(exc, asyncio.CancelledError):
+                if own:
                     raise
                 return
             await self._finish(job_id, JobStatus.cancelled, "JOB_CANCELLED", "job was cancelled")
