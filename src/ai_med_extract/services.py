@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
+from ai_med_extract.errors import ServiceUnavailable
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.runner import JobRunner
 from ai_med_extract.jobs.service import JobService
@@ -37,3 +38,10 @@ class Services:
     @property
     def pool(self) -> Any:
         return self.agents.get("pool")
+
+    def agent(self, name: str, *, code: str, what: str) -> Any:
+        """The agent registered as ``name``, or 503 ``code`` when this deployment has none."""
+        found = self.agents.get(name)
+        if found is None:
+            raise ServiceUnavailable(f"{what} is not configured", code=code)
+        return found

@@ -9,14 +9,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.api.deps import Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
 from ai_med_extract.jobs.service import IncomingFile, job_view
 from ai_med_extract.observability import metrics
+from ai_med_extract.services import Services
 
 router = APIRouter(tags=["jobs"])
 
@@ -35,6 +37,46 @@ async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
             )
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def submit_job(
+    services: Services,
+    session: AsyncSession,
+    audit: Audit,
+    *,
+    kind: str,
+    created_by: str,
+    action: str,
+    request_data: dict[str, Any],
+    files: list[IncomingFile] | None = None,
+    options: dict[str, Any] | None = None,
+    payload: Any = None,
+    secrets: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """Accept a job: claim a queue slot (503 when full), write the job, its files and its audit row
+    in one transaction, then queue it and answer 202. On any failure nothing stays behind."""
+    services.runner.reserve()
+    job = None
+    try:
+        job = await services.jobs.create(
+            session, kind=kind, created_by=created_by, files=files or [], options=options, payload=payload
+        )
+        await audit.record(
+            action=action, resource_type="job", resource_id=job.id, request_data=request_data, response_status=202
+        )
+        await session.commit()
+    except BaseException:
+        services.runner.release()
+        if job is not None:
+            services.jobs.discard_files(job.id)
+        raise
+    services.runner.enqueue(job.id, secrets)
+    return JSONResponse(
+        {"job_id": job.id, "status": job.status, "events": f"/job/{job.id}/events", **(extra or {})},
+        status_code=202,
+        headers={"Location": f"/job/{job.id}"},
+    )
 
 
 @router.post("/upload", status_code=202)
@@ -63,34 +105,21 @@ async def upload(
     options: dict[str, Any] = {"scrub": scrub, "extract": extract, "needs_secret": bool(password)}
     if phi_operator:
         options["phi_operator"] = phi_operator
-    services.runner.reserve()
-    job = None
-    try:
-        job = await services.jobs.create(
-            session, kind="upload", created_by=principal.user_id, files=incoming, options=options
-        )
-        await audit.record(
-            action="document.upload",
-            resource_type="job",
-            resource_id=job.id,
-            request_data={
-                "files": len(incoming),
-                "bytes": [len(f.data) for f in incoming],
-                "media_types": [f.media_type for f in incoming],
-            },
-            response_status=202,
-        )
-        await session.commit()
-    except BaseException:
-        services.runner.release()
-        if job is not None:
-            services.jobs.discard_files(job.id)
-        raise
-    services.runner.enqueue(job.id, {"password": password} if password else None)
-    return JSONResponse(
-        {"job_id": job.id, "status": job.status, "events": f"/job/{job.id}/events"},
-        status_code=202,
-        headers={"Location": f"/job/{job.id}"},
+    return await submit_job(
+        services,
+        session,
+        audit,
+        kind="upload",
+        created_by=principal.user_id,
+        files=incoming,
+        options=options,
+        secrets={"password": password} if password else None,
+        action="document.upload",
+        request_data={
+            "files": len(incoming),
+            "bytes": [len(f.data) for f in incoming],
+            "media_types": [f.media_type for f in incoming],
+        },
     )
 
 

@@ -17,7 +17,7 @@ from ai_med_extract.agents.medical.fhir import to_fhir_bundle
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
-from ai_med_extract.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
+from ai_med_extract.errors import BadRequest, NotFound, Unprocessable
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["medical"])
@@ -72,10 +72,7 @@ class UpdateOut(BaseModel):
 
 
 def _agent(services: Services) -> MedicalExtractor:
-    agent = services.agents.get("medical")
-    if agent is None:
-        raise ServiceUnavailable("medical extraction is not configured", code="MEDICAL_UNAVAILABLE")
-    return agent  # type: ignore[no-any-return]
+    return services.agent("medical", code="MEDICAL_UNAVAILABLE", what="medical extraction")  # type: ignore[no-any-return]
 
 
 def _history(rows: list[VersionInfo]) -> list[VersionOut]:

@@ -13,7 +13,7 @@ from ai_med_extract.agents.phi.agent import PhiAgent
 from ai_med_extract.agents.phi.types import Operator
 from ai_med_extract.api.deps import AdminDep, AuditDep, ClinicianDep, ServicesDep, SessionDep
 from ai_med_extract.db.phi import PhiMappingRepository
-from ai_med_extract.errors import NotFound, ServiceUnavailable
+from ai_med_extract.errors import NotFound
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["phi"])
@@ -57,10 +57,7 @@ class ReidentifyResponse(BaseModel):
 
 
 def _agent(services: Services) -> PhiAgent:
-    agent = services.agents.get("phi")
-    if agent is None:
-        raise ServiceUnavailable("PHI scrubbing is not configured", code="PHI_UNAVAILABLE")
-    return agent  # type: ignore[no-any-return]
+    return services.agent("phi", code="PHI_UNAVAILABLE", what="PHI scrubbing")  # type: ignore[no-any-return]
 
 
 @router.post("/scrub_phi", response_model=ScrubResponse)

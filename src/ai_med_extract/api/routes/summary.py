@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ai_med_extract.agents.summary import TEMPLATE_MODEL, SummaryOptions, load_record
 from ai_med_extract.agents.summary.soap import transcript_record
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ServicesDep, SessionDep
+from ai_med_extract.api.routes.jobs import submit_job
 from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from ai_med_extract.services import Services
@@ -94,22 +95,16 @@ async def _queue(
 ) -> JSONResponse:
     if "summary" not in services.agents:
         raise ServiceUnavailable("patient summaries are not enabled", code="SUMMARY_UNAVAILABLE")
-    services.runner.reserve()
-    try:
-        job = await services.jobs.create(
-            session, kind="summary", created_by=principal.user_id, options=options, payload=payload
-        )
-        await audit.record(action=action, resource_type="job", resource_id=job.id, request_data=request_data,
-                           response_status=202)
-        await session.commit()
-    except BaseException:
-        services.runner.release()
-        raise
-    services.runner.enqueue(job.id)
-    return JSONResponse(
-        {"job_id": job.id, "status": job.status, "events": f"/job/{job.id}/events"},
-        status_code=202,
-        headers={"Location": f"/job/{job.id}"},
+    return await submit_job(
+        services,
+        session,
+        audit,
+        kind="summary",
+        created_by=principal.user_id,
+        options=options,
+        payload=payload,
+        action=action,
+        request_data=request_data,
     )
 
 

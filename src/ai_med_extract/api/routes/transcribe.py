@@ -18,18 +18,16 @@ from starlette.concurrency import run_in_threadpool
 from ai_med_extract.agents.text import DocumentKind, TextExtractionAgent
 from ai_med_extract.agents.text.audio import SAMPLE_RATE, decode_audio
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ServicesDep, SessionDep
-from ai_med_extract.api.routes.jobs import read_limited
-from ai_med_extract.errors import BadRequest, ServiceUnavailable, UnsupportedMediaType
+from ai_med_extract.api.routes.jobs import read_limited, submit_job
+from ai_med_extract.errors import BadRequest, UnsupportedMediaType
 from ai_med_extract.jobs.service import IncomingFile
+from ai_med_extract.services import Services
 
 router = APIRouter(tags=["transcription"])
 
 
-def _agent(services: Any) -> TextExtractionAgent:
-    agent = services.agents.get("text")
-    if agent is None:
-        raise ServiceUnavailable("text extraction is not configured", code="FORMAT_UNAVAILABLE")
-    return agent  # type: ignore[no-any-return]
+def _agent(services: Services) -> TextExtractionAgent:
+    return services.agent("text", code="FORMAT_UNAVAILABLE", what="text extraction")  # type: ignore[no-any-return]
 
 
 @router.post("/transcribe", response_model=None)
@@ -94,43 +92,15 @@ async def _as_job(
     file: UploadFile,
     duration: float,
 ) -> JSONResponse:
-    services.runner.reserve()
-    job = None
-    try:
-        job = await services.jobs.create(
-            session,
-            kind="upload",
-            created_by=principal.user_id,
-            files=[IncomingFile(data=data, media_type=media_type, filename=file.filename)],
-            options={
-                "scrub": False,
-                "extract": False,
-                "medical": False,
-                "needs_secret": False,
-                "transcribe": True,
-            },
-        )
-        await audit.record(
-            action="audio.transcribe",
-            resource_type="job",
-            resource_id=job.id,
-            request_data={"bytes": len(data), "media_type": media_type, "duration_s": round(duration, 2)},
-            response_status=202,
-        )
-        await session.commit()
-    except BaseException:
-        services.runner.release()
-        if job is not None:
-            services.jobs.discard_files(job.id)
-        raise
-    services.runner.enqueue(job.id)
-    return JSONResponse(
-        {
-            "job_id": job.id,
-            "status": job.status,
-            "events": f"/job/{job.id}/events",
-            "duration_s": round(duration, 2),
-        },
-        status_code=202,
-        headers={"Location": f"/job/{job.id}"},
+    return await submit_job(
+        services,
+        session,
+        audit,
+        kind="upload",
+        created_by=principal.user_id,
+        files=[IncomingFile(data=data, media_type=media_type, filename=file.filename)],
+        options={"scrub": False, "extract": False, "needs_secret": False, "transcribe": True},
+        action="audio.transcribe",
+        request_data={"bytes": len(data), "media_type": media_type, "duration_s": round(duration, 2)},
+        extra={"duration_s": round(duration, 2)},
     )
