@@ -43,6 +43,17 @@ def labelled(scrubber: PhiScrubber, text: str) -> dict[str, str]:
         ('asked where he was, stated "at gerald plimpton\'s house."', ["gerald", "plimpton"], PhiLabel.LOCATION),
         # "lives ... in <place>", the place an odd word or an uncommon proper noun
         ("social: lives alone in north brookfeld, son lives close by", ["north", "brookfeld"], PhiLabel.LOCATION),
+        # notes in ALL CAPS or all lowercase, where letter case says nothing
+        ("INCISION OOZING. E. WROBLEWSKI NP AWARE AND EVALUATED.", ["E", "WROBLEWSKI"], PhiLabel.NAME),
+        ("REPORTED TO K. OSTERHAGEN. COAGS OK.", ["K", "OSTERHAGEN"], PhiLabel.NAME),
+        ("NOTIFIED WOUND NURSE, THEODORA KRZYZANOWSKI, OF DECUBITUS", ["THEODORA"], PhiLabel.NAME),
+        ("SOCIAL: MOTHER, HELENA VANDERSLOOT, CALLED THIS AM", ["HELENA", "VANDERSLOOT"], PhiLabel.NAME),
+        ("KEEP SBP 130-140 WITH LABETOLOL GTT. MARIA KOWALCZYK, RN\n", ["MARIA", "KOWALCZYK"], PhiLabel.NAME),
+        ("PLACED ON SERVO VENT.\nBERNARD FOLEY CRT\n", ["BERNARD", "FOLEY"], PhiLabel.NAME),
+        ("WAS ACCEPTED BY ST. AGNES BUT CANNOT LEAVE UNTIL AM", ["ST", "AGNES"], PhiLabel.HOSPITAL),
+        ("TEAM TO CONTACT OTHER FAMILY MEMBERS IN SAN DIEGO.", ["SAN", "DIEGO"], PhiLabel.LOCATION),
+        ("daughter will return to baltimore tomorrow with the kids", ["baltimore"], PhiLabel.LOCATION),
+        ("thrombus in rca this afternoon. to gh cath lab for ptca", ["gh"], PhiLabel.HOSPITAL),
         ("lives in senior housing at 12 Elm St. in Ashcombe. Daughter visits.", ["Ashcombe"], PhiLabel.LOCATION),
     ],
 )  # fmt: skip
@@ -81,6 +92,12 @@ def test_dates_with_a_slipped_separator_are_dates(scrubber: PhiScrubber, text: s
         "lives in a group home, walks with cane",
         "Patient works at home as a writer.",
         "Hx of Parkinson's disease; Foley draining; Bell's palsy resolved",
+        "OOB TO CH WITH 2 ASSIST. QUADRIPLEGIC FROM MVA IN THE PAST",
+        "oob to ch with 2 assist, tolerated well, back to bed at noon",
+        "EKG: ST ELEVATION IN V2-V4, ST DEPRESSION LATERALLY",
+        "HOME MEDS INCLUDE ST. JOHN'S WORT AND FISH OIL DAILY",
+        "NURSE AWARE OF BP. CHARGE NURSE NOTIFIED. ON 2L NP SATS 97%",
+        "REPORTED TO MD. AWARE OF LABS, WILL FOLLOW",
     ],
 )
 def test_context_layers_leave_clinical_text_alone(scrubber: PhiScrubber, text: str) -> None:

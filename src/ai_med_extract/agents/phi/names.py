@@ -28,6 +28,11 @@ CREDENTIALS = frozenset({
     "rn", "rrt", "np", "md", "lpn", "cna", "pa-c", "msw", "licsw", "lcsw", "rd", "bsn", "pharmd", "slp",
     "otr", "dpt", "crnp", "aprn", "cnm", "rph", "ccrn", "crt", "rrt-nps",
 })  # fmt: skip
+# staff roles a name may follow: "wound nurse, Florence Garvey", "social worker Ann"
+ROLES = frozenset({
+    "nurse", "therapist", "worker", "manager", "pharmacist", "chaplain", "intern", "physician", "surgeon",
+    "hospitalist", "coordinator", "interpreter", "translator", "nutritionist", "dietitian", "counselor",
+})  # fmt: skip
 # words that may join two names after a cue: "Drs Smith and Jones"
 _JOIN = frozenset({"and", "&", "or"})
 _BREAK = re.compile(r"[\n;:!?()\[\]]|\.\s")
@@ -42,6 +47,7 @@ _BEFORE_NAME = re.compile(
     r"seen\s+by|visited\s+by|message\s+(?:for|from)|left\s+for))\s+$",
     re.IGNORECASE,
 )
+_BEFORE_INITIAL = re.compile(r"\b(?:to|by|per|with|notified|paged|called)\s+$", re.IGNORECASE)
 # where the text before a name leaves it in subject position: line start, "social:", a comma, "and"
 _SUBJECT_BEFORE = re.compile(r"(?:^|[\n:;,.]|\band|&)\s*$", re.IGNORECASE)
 
@@ -146,6 +152,8 @@ class NameFinder:
         n = len(toks)
         for i, t in enumerate(toks):
             low = t.low
+            if low == "np":  # a credential as well as a title: "E. Smith NP aware"
+                self._signature(text, toks, i, out)
             if low in TITLES:
                 nxt = toks[i + 1] if i + 1 < n else None
                 if nxt is None:
@@ -157,7 +165,7 @@ class NameFinder:
                 if low == "np" and gap(text, t, nxt) != " ":
                     continue
                 self._take_after(text, toks, i, True, out, 0.95, "cue.title")
-            elif low in RELATIVES:
+            elif low in RELATIVES or (low in ROLES and gap(text, t, toks[i + 1] if i + 1 < n else t) in (" ", ", ")):
                 j = i
                 # "mother and father, Henry Jones" / "daughter-in-law Mary" / "pt's son, Rob"
                 while j + 2 < n and toks[j + 1].low in ("and", "or", "in-law", "in") and (
@@ -167,7 +175,7 @@ class NameFinder:
                 if j + 1 < n and toks[j + 1].low in ("law",):
                     j += 1
                 self._relative(text, toks, j, out)
-            elif low in CREDENTIALS:
+            if low in CREDENTIALS and low != "np":
                 self._signature(text, toks, i, out)
                 if low == "md" and i + 1 < n and gap(text, t, toks[i + 1]) == " ":
                     nxt = toks[i + 1]
@@ -189,15 +197,17 @@ class NameFinder:
         n = len(toks)
         for i, t in enumerate(toks):
             low = t.low
-            if low not in lx.first_names or len(low) < 3 or self._stop(t):
-                continue
-            if low in lx.clinical or low in lx.drugs or low in CREDENTIALS:
+            if len(low) < 3 or self._stop(t) or low in lx.clinical or low in lx.drugs or low in CREDENTIALS:
                 continue
             nxt = toks[i + 1] if i + 1 < n else None
+            if low not in lx.first_names and not (
+                low in lx.surnames and low not in lx.english and nxt is not None and nxt.low in VISIT_VERBS
+            ):
+                continue
             before = text[max(0, t.start - 30) : t.start]
             subject = (
                 nxt is not None and nxt.low in VISIT_VERBS and gap(text, t, nxt) == " "
-                and bool(_SUBJECT_BEFORE.search(before))
+                and (bool(_SUBJECT_BEFORE.search(before)) or low not in lx.english)
             )
             obj = bool(_BEFORE_NAME.search(before)) and (
                 low not in lx.english or t.proper
@@ -248,7 +258,8 @@ class NameFinder:
             named = b.low in lx.surnames or b.low in lx.first_names
             if b.low in lx.english and not named:
                 continue
-            if not named and not (b.proper and len(b.low) > 3):
+            reported = b.caps_line and bool(_BEFORE_INITIAL.search(text[max(0, a.start - 14) : a.start]))
+            if not named and not (b.proper and len(b.low) > 3) and not (reported and len(b.low) > 3):
                 continue
             if b.low in lx.frequent:
                 continue
@@ -314,6 +325,13 @@ class NameFinder:
         if not (is_first or (t.low in self.lx.surnames and ev >= 0.5) or (t.proper and ev >= 0.5) or unknown):
             return
         out.append(PhiSpan(t.start, t.end, PhiLabel.NAME, 0.9, "cue.relative"))
+        nx = toks[j + 1] if j + 1 < len(toks) else None
+        if (
+            is_first and nx is not None and gap(text, t, nx) == " " and len(nx.low) > 2 and not self._stop(nx)
+            and nx.low not in self.lx.frequent and nx.low not in self.lx.clinical and nx.low not in self.lx.drugs
+            and text[nx.end : nx.end + 1] in (",", ";", "(", "\n", "")
+        ):
+            out.append(PhiSpan(nx.start, nx.end, PhiLabel.NAME, 0.8, "cue.relative"))
         # surname right after
         self._take_after(text, toks, j, False, out, 0.85, "cue.relative")
 
@@ -337,14 +355,18 @@ class NameFinder:
         signature_line = before == "" and len(rest) <= 12
         # "per ... RN": only the words that carry name evidence, nearest first
         taken = []
-        for c in cand:
+        for ci, c in enumerate(cand):
             initial = len(c.low) == 1 and text[c.end : c.end + 1] == "."
-            eponym = signature_line and c.proper and c.low in self.lx.clinical and c.low in self.lx.surnames
+            after_first = ci + 1 < len(cand) and cand[ci + 1].low in self.lx.first_names
+            eponym = signature_line and (c.proper or after_first) and c.low in self.lx.clinical and (
+                c.low in self.lx.surnames
+            )
             if not initial and not eponym and (
                 self._stop(c) or c.low in self.lx.clinical or c.low in CREDENTIALS
             ):
                 break
-            if signature_line or len(c.low) == 1 or self._accept(c, False):
+            first_before_name = bool(taken) and c.low in self.lx.first_names and not self._stop(c)
+            if signature_line or len(c.low) == 1 or self._accept(c, False) or first_before_name:
                 taken.append(c)
             else:
                 break
@@ -370,7 +392,8 @@ class NameFinder:
             eb = self.evidence(b)
             if b.low in lx.english and not (b.proper and b.low in lx.surnames):
                 continue
-            if a.caps_line and (a.low in lx.english or (b.low not in lx.surnames and len(b.low) < 4)):
+            strong_sur = b.low in lx.surnames and b.low not in lx.english and len(b.low) > 3
+            if a.caps_line and (a.low in lx.english and not strong_sur or (b.low not in lx.surnames and len(b.low) < 4)):
                 continue
             if a.caps_line or (a.proper and b.proper) or (not a.capitalised and eb >= 0.9 and a.low not in lx.english):
                 if eb >= 0.5 or (b.proper and eb >= 0.3):

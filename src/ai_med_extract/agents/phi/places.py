@@ -60,6 +60,8 @@ _STATES_FULL = frozenset({
 
 # acronyms of hospitals and medical centres: "...H" (hospital), "...MC" (medical centre), "...HC", "VA..."
 _HOSPITAL_ACRONYM = re.compile(r"[A-Z]{0,3}(?:H|MC|HC|MH)|VA[A-Z]{0,3}|[A-Z]{1,3}VA")
+# shorthand that looks like a hospital acronym: chair, motor vehicle accident, interjections
+_NOT_HOSPITAL_ACRONYM = frozenset({"ch", "sh", "oh", "ah", "uh", "eh", "mva"})
 HOSPITAL_PHRASES = frozenset({
     "holy cross", "sacred heart", "good samaritan", "mount sinai", "mt sinai", "holy family", "holy name",
     "holy spirit", "beth israel", "mercy medical", "shriners hospital", "kindred hospital",
@@ -144,7 +146,10 @@ class PlaceFinder:
             # hospital acronyms: "GH", "GBMC", "MGH" after to/at/from/by
             if (
                 i > 0 and toks[i - 1].low in ("to", "at", "from", "by", "into", "@")
-                and _HOSPITAL_ACRONYM.fullmatch(t.text) and low not in lx.clinical and low not in lx.english
+                and (_HOSPITAL_ACRONYM.fullmatch(t.text) or (t.caps_line and t.text.islower() and re.fullmatch(
+                    r"[a-z]{1,2}(?:h|mc)", low)))
+                and low not in _NOT_HOSPITAL_ACRONYM
+                and low not in lx.clinical and low not in lx.english
                 and low != "ph" and text[t.start - 1 : t.start] == " "
                 and not re.match(r"[\d/]", text[t.end : t.end + 1])
             ):
@@ -173,6 +178,15 @@ class PlaceFinder:
                     nx.low not in lx.stop or len(nx.low) == 1
                 ):
                     out.append(PhiSpan(t.start, nx.end, PhiLabel.HOSPITAL, 0.85, "cue.saint"))
+            elif low in ("st", "saint") and t.caps_line and i + 1 < n:
+                nx = toks[i + 1]
+                after = toks[i + 2].low if i + 2 < n else ""
+                if (
+                    gap(text, t, nx) in (" ", ". ") and nx.low in lx.first_names and len(nx.low) > 2
+                    and nx.low not in lx.clinical and not (nx.low in lx.stop or nx.low in lx.frequent)
+                    and after not in ("wort", "elevation", "elevations", "depression", "depressions", "changes")
+                ):
+                    out.append(PhiSpan(t.start, nx.end, PhiLabel.HOSPITAL, 0.8, "cue.saint"))
             # ward: "to Quartermain 2", "per Quartermain 3 RN"
             if i > 0 and toks[i - 1].low in ("to", "from", "per", "into", "on", "transfer", "at") and (
                 low not in lx.english and low not in lx.clinical and low not in lx.drugs and len(low) > 3
@@ -352,6 +366,20 @@ class PlaceFinder:
         out = []
         n = len(toks)
         for i, t in enumerate(toks):
+            if t.caps_line:
+                prev = text[max(0, t.start - 6) : t.start].lower()
+                nx = toks[i + 1] if i + 1 < n else None
+                after_prep = re.search(r"(?:\b(?:to|at|in|from|near|of)|@)\s+$", prev)
+                if after_prep and nx is not None and gap(text, t, nx) == " " and f"{t.low} {nx.low}" in lx.cities:
+                    out.append(PhiSpan(t.start, nx.end, PhiLabel.LOCATION, 0.75, "dictionary.city"))
+                    continue
+                if (
+                    re.search(r"(?:\b(?:to|at|in|from|near|of)|@)\s+$", prev) and t.low in lx.cities and len(t.low) > 3
+                    and t.low not in lx.english and t.low not in lx.clinical and t.low not in lx.first_names
+                    and t.low not in lx.stop and t.low not in lx.drugs
+                ):
+                    out.append(PhiSpan(t.start, t.end, PhiLabel.LOCATION, 0.7, "dictionary.city"))
+                continue
             if not t.capitalised:
                 continue
             if i + 1 < n and gap(text, t, toks[i + 1]) == " ":
