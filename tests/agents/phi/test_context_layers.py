@@ -54,6 +54,9 @@ def labelled(scrubber: PhiScrubber, text: str) -> dict[str, str]:
         ("TEAM TO CONTACT OTHER FAMILY MEMBERS IN SAN DIEGO.", ["SAN", "DIEGO"], PhiLabel.LOCATION),
         ("daughter will return to baltimore tomorrow with the kids", ["baltimore"], PhiLabel.LOCATION),
         ("thrombus in rca this afternoon. to gh cath lab for ptca", ["gh"], PhiLabel.HOSPITAL),
+        ("lives alone in elderly housing at 7 birch st. in ashcombe. dtr is her only child",
+         ["7", "birch", "st"], PhiLabel.ADDRESS),
+        ("LIVES ALONE IN ELDERLY HOUSING AT 7 BIRCH ST. IN ASHCOMBE. DTR VISITS", ["ASHCOMBE"], PhiLabel.LOCATION),
         ("lives in senior housing at 12 Elm St. in Ashcombe. Daughter visits.", ["Ashcombe"], PhiLabel.LOCATION),
     ],
 )  # fmt: skip
@@ -98,6 +101,9 @@ def test_dates_with_a_slipped_separator_are_dates(scrubber: PhiScrubber, text: s
         "HOME MEDS INCLUDE ST. JOHN'S WORT AND FISH OIL DAILY",
         "NURSE AWARE OF BP. CHARGE NURSE NOTIFIED. ON 2L NP SATS 97%",
         "REPORTED TO MD. AWARE OF LABS, WILL FOLLOW",
+        "given 2 units ffp at 19 ml st. ok",
+        "lives in assisted living, independent in adls.",
+        "lives with wife, in good spirits, up in chair.",
     ],
 )
 def test_context_layers_leave_clinical_text_alone(scrubber: PhiScrubber, text: str) -> None:

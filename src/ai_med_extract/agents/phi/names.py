@@ -393,7 +393,9 @@ class NameFinder:
             if b.low in lx.english and not (b.proper and b.low in lx.surnames):
                 continue
             strong_sur = b.low in lx.surnames and b.low not in lx.english and len(b.low) > 3
-            if a.caps_line and (a.low in lx.english and not strong_sur or (b.low not in lx.surnames and len(b.low) < 4)):
+            if a.caps_line and (
+                len(a.low) < 3 or (a.low in lx.english and not strong_sur) or (b.low not in lx.surnames and len(b.low) < 4)
+            ):
                 continue
             if a.caps_line or (a.proper and b.proper) or (not a.capitalised and eb >= 0.9 and a.low not in lx.english):
                 if eb >= 0.5 or (b.proper and eb >= 0.3):

@@ -330,6 +330,13 @@ _STREET = re.compile(
     r"Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|STREET|AVENUE|ROAD|BOULEVARD|LANE|DRIVE)\b\.?"
     r"(?:\s*(?:apt|apartment|unit|suite|ste|#)\.?\s*\w+)?"
 )
+# streets in text without case ("lives at 19 clover st.", "AT 19 CLOVER ST."): an address cue before,
+# a street word written out or abbreviated with a full stop after
+_STREET_CASELESS = re.compile(
+    r"(?:\b(?:at|on|lives|live|living|address|addr)\W{0,3}\s*)(?P<a>\d{1,5}\s+(?:[a-z][a-z'-]{2,}\s+){1,3}"
+    r"(?:street|avenue|road|lane|boulevard|drive|terrace|parkway|highway|st\.|ave\.|rd\.|ln\.|blvd\.))",
+    _I,
+)
 _PO_BOX = re.compile(r"\bp\.?\s*o\.?\s*box\s+\d+\b", _I)
 _STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
@@ -341,6 +348,8 @@ _ZIP = re.compile(rf"(?:\b(?:{_STATES})\.?,?\s+|\bzip(?:\s*code)?\W{{0,4}})(?P<z
 def find_addresses(text: str) -> Iterator[PhiSpan]:
     for m in _STREET.finditer(text):
         yield _span(m, PhiLabel.ADDRESS, 0.85, "pattern.address")
+    for m in _STREET_CASELESS.finditer(text):
+        yield _span(m, PhiLabel.ADDRESS, 0.8, "pattern.address", "a")
     for m in _PO_BOX.finditer(text):
         yield _span(m, PhiLabel.ADDRESS, 0.9, "pattern.address")
     for m in _ZIP.finditer(text):

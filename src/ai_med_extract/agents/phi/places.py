@@ -300,6 +300,15 @@ class PlaceFinder:
             t = toks[i]
             if toks[i - 1].low not in ("in", "near", "outside") or gap(text, toks[i - 1], t) != " ":
                 continue
+            if t.caps_line:  # no case to go by: an uncommon word ending the clause, with living in view
+                if (
+                    len(t.low) >= 5 and t.low not in lx.frequent and t.low not in lx.clinical and t.low not in lx.drugs
+                    and t.low not in lx.stop and t.low not in _STATES_FULL and t.low not in lx.first_names
+                    and text[t.end : t.end + 1] in (".", ",", ";", "\n", "")
+                    and _LIVE_NEAR.search(text[max(0, t.start - 80) : t.start])
+                ):
+                    out.append(PhiSpan(t.start, t.end, PhiLabel.LOCATION, 0.6, "cue.place"))
+                continue
             if not t.proper or t.text.isupper() or len(t.low) < 4 or t.low in lx.clinical:
                 continue
             if t.low in lx.english and (
