@@ -46,7 +46,9 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent, so a client never receives
+# data whose audit row failed to commit, and the audit writer lock is not held while bytes go out.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def client_ip(request: Request) -> str | None:
