@@ -48,6 +48,7 @@ _BEFORE_NAME = re.compile(
     re.IGNORECASE,
 )
 _BEFORE_INITIAL = re.compile(r"\b(?:to|by|per|with|notified|paged|called)\s+$", re.IGNORECASE)
+_BEFORE_NAME_LAST = frozenset({"with", "to", "per", "paged", "notified", "called", "by", "for", "from"})
 # where the text before a name leaves it in subject position: line start, "social:", a comma, "and"
 _SUBJECT_BEFORE = re.compile(r"(?:^|[\n:;,.]|\band|&)\s*$", re.IGNORECASE)
 
@@ -204,11 +205,12 @@ class NameFinder:
                 low in lx.surnames and low not in lx.english and nxt is not None and nxt.low in VISIT_VERBS
             ):
                 continue
+            prev = toks[i - 1].low if i else ""
+            visit = nxt is not None and nxt.low in VISIT_VERBS and gap(text, t, nxt) == " "
+            if not visit and prev not in _BEFORE_NAME_LAST:
+                continue
             before = text[max(0, t.start - 30) : t.start]
-            subject = (
-                nxt is not None and nxt.low in VISIT_VERBS and gap(text, t, nxt) == " "
-                and (bool(_SUBJECT_BEFORE.search(before)) or low not in lx.english)
-            )
+            subject = visit and (bool(_SUBJECT_BEFORE.search(before)) or low not in lx.english)
             obj = bool(_BEFORE_NAME.search(before)) and (
                 low not in lx.english or t.proper
                 or (nxt is not None and gap(text, t, nxt) == " " and self.evidence(nxt) >= 0.9)

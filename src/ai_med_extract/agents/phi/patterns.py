@@ -333,10 +333,11 @@ _STREET = re.compile(
 # streets in text without case ("lives at 19 clover st.", "AT 19 CLOVER ST."): an address cue before,
 # a street word written out or abbreviated with a full stop after
 _STREET_CASELESS = re.compile(
-    r"(?:\b(?:at|on|lives|live|living|address|addr)\W{0,3}\s*)(?P<a>\d{1,5}\s+(?:[a-z][a-z'-]{2,}\s+){1,3}"
+    r"(?<![\w.])(?P<a>\d{1,5}\s+(?:[a-z][a-z'-]{2,}\s+){1,3}"
     r"(?:street|avenue|road|lane|boulevard|drive|terrace|parkway|highway|st\.|ave\.|rd\.|ln\.|blvd\.))",
     _I,
 )
+_STREET_CUE = re.compile(r"\b(?:at|on|lives|live|living|address|addr)\W{0,3}\s*$", _I)
 _PO_BOX = re.compile(r"\bp\.?\s*o\.?\s*box\s+\d+\b", _I)
 _STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
@@ -349,6 +350,8 @@ def find_addresses(text: str) -> Iterator[PhiSpan]:
     for m in _STREET.finditer(text):
         yield _span(m, PhiLabel.ADDRESS, 0.85, "pattern.address")
     for m in _STREET_CASELESS.finditer(text):
+        if not _STREET_CUE.search(text[max(0, m.start() - 16) : m.start()]):
+            continue
         yield _span(m, PhiLabel.ADDRESS, 0.8, "pattern.address", "a")
     for m in _PO_BOX.finditer(text):
         yield _span(m, PhiLabel.ADDRESS, 0.9, "pattern.address")

@@ -69,10 +69,10 @@ HOSPITAL_PHRASES = frozenset({
 
 
 # employers and companies: "CEO OF IBM", "works for Acme", "hospice care co.- stella maris", "Acme Inc"
-_ORG_BEFORE = re.compile(
+_ORG_CUE = re.compile(
     r"(?:\b(?:ceo|cfo|president|owner|founder|employee|chairman|director|vp)\s+(?:of|at)|\bworks?\s+(?:at|for)|"
     r"\bworked\s+(?:at|for)|\bemployed\s+(?:by|at|with)|\bretired\s+from|\b(?:company|co\.|corp\.?|agency)"
-    r"\s*[-:,]+)\s*$",
+    r"\s*[-:,]+)\s*",
     re.IGNORECASE,
 )
 # written exactly so (on a line with case): "INC" and "CO" are "increased" and "cardiac output"
@@ -241,8 +241,9 @@ class PlaceFinder:
         """Employers and companies after a cue ("CEO of", "works for", "co.-") or before "Inc"/"Corp"."""
         out = []
         n = len(toks)
+        cue_ends = {m.end() for m in _ORG_CUE.finditer(text)}
         for i, t in enumerate(toks):
-            if _ORG_BEFORE.search(text[max(0, t.start - 30) : t.start]):
+            if t.start in cue_ends:
                 j = i
                 while j < n and j - i < 3 and self._org_word(toks[j]):
                     if j > i and gap(text, toks[j - 1], toks[j]) != " ":
@@ -376,8 +377,10 @@ class PlaceFinder:
         n = len(toks)
         for i, t in enumerate(toks):
             if t.caps_line:
-                prev = text[max(0, t.start - 6) : t.start].lower()
                 nx = toks[i + 1] if i + 1 < n else None
+                if t.low not in lx.cities and (nx is None or f"{t.low} {nx.low}" not in lx.cities):
+                    continue
+                prev = text[max(0, t.start - 6) : t.start].lower()
                 after_prep = re.search(r"(?:\b(?:to|at|in|from|near|of)|@)\s+$", prev)
                 if after_prep and nx is not None and gap(text, t, nx) == " " and f"{t.low} {nx.low}" in lx.cities:
                     out.append(PhiSpan(t.start, nx.end, PhiLabel.LOCATION, 0.75, "dictionary.city"))
