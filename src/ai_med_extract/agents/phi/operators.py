@@ -15,16 +15,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import date, timedelta
 
-from ai_med_extract.agents.phi.patterns import MONTHS
 from ai_med_extract.agents.phi.types import Operator, PhiLabel, PhiSpan, ScrubResult
+from ai_med_extract.kit.dates import shift_date_text, shift_year
 
-_MONTH_NAMES = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
-]  # fmt: skip
-_REF_YEAR = 2001  # dates written without a year are shifted as if in this (non-leap) year
+__all__ = ["OperatorEngine", "date_offset_days", "shift_date_text"]
+
 
 
 def _norm(value: str) -> str:
@@ -48,47 +44,6 @@ def _match_case(fake: str, original: str) -> str:
 def date_offset_days(secret: bytes, patient_key: str) -> int:
     """Per-patient shift into the past, 30..395 days, stable for the patient."""
     return -(30 + _seed(secret, "date-shift", patient_key) % 366)
-
-
-def shift_date_text(value: str, offset_days: int) -> str | None:
-    """Shift a date written in a common clinical form; None when the form is not understood."""
-    v = value.strip()
-    delta = timedelta(days=offset_days)
-    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", v)
-    if m:
-        d = date(int(m[1]), int(m[2]), int(m[3])) + delta
-        return d.isoformat()
-    m = re.fullmatch(r"(\d{1,2})([/.-])(\d{1,2})(?:\2(\d{2}|\d{4}))?", v)
-    if m:
-        mo, dd, sep, y = int(m[1]), int(m[3]), m[2], m[4]
-        year = _REF_YEAR if y is None else (int(y) if len(y) == 4 else (1900 + int(y) if int(y) > 30 else 2000 + int(y)))
-        try:
-            d = date(year, mo, dd) + delta
-        except ValueError:
-            return None
-        out = f"{d.month}{sep}{d.day}"
-        if y is not None:
-            out += sep + (str(d.year) if len(y) == 4 else f"{d.year % 100:02d}")
-        return out
-    m = re.fullmatch(r"([A-Za-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?", v)
-    if m and m[1].lower() in MONTHS:
-        year = int(m[3]) if m[3] else _REF_YEAR
-        try:
-            d = date(year, MONTHS[m[1].lower()], int(m[2])) + delta
-        except ValueError:
-            return None
-        out = _match_case(_MONTH_NAMES[d.month - 1], m[1]) + f" {d.day}"
-        return out + (f", {d.year}" if m[3] else "")
-    m = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?([A-Za-z]+)\.?,?(?:\s+(\d{4}))?", v)
-    if m and m[2].lower() in MONTHS:
-        year = int(m[3]) if m[3] else _REF_YEAR
-        try:
-            d = date(year, MONTHS[m[2].lower()], int(m[1])) + delta
-        except ValueError:
-            return None
-        out = f"{d.day} " + _match_case(_MONTH_NAMES[d.month - 1], m[2])
-        return out + (f" {d.year}" if m[3] else "")
-    return None
 
 
 class OperatorEngine:
@@ -148,8 +103,7 @@ class OperatorEngine:
         if label is PhiLabel.YEAR:
             digits = re.sub(r"\D", "", original)
             if len(digits) == 4:
-                d = date(int(digits), 7, 1) + timedelta(days=date_offset_days(self._secret, key))
-                return original.replace(digits, str(d.year))
+                return original.replace(digits, str(shift_year(int(digits), date_offset_days(self._secret, key))))
             return "[YEAR]"
         if label is PhiLabel.AGE:
             return "90+"

@@ -1,5 +1,7 @@
 """Finding dates, numbers, drug names, measurements and diagnoses in free text.
 
+Dates come from :mod:`ai_med_extract.kit.dates` (one set of rules for every layer).
+
 Used twice: to turn free-text notes into facts, and by the grounding check to find the claims a
 generated sentence makes. Drug names come from the ``drug-named-entity-recognition`` dictionary (brand
 names map to generic names); diagnoses from :mod:`.concepts`.
@@ -7,90 +9,17 @@ names map to generic names); diagnoses from :mod:`.concepts`.
 
 from __future__ import annotations
 
-import calendar
 import re
 import threading
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
+
+from ai_med_extract.kit.dates import DateMention as DateMention  # re-exported for grounding and facts
+from ai_med_extract.kit.dates import find_dates as find_dates
 
 from .concepts import ABBREVIATIONS, DIAGNOSIS_SUFFIX, DIAGNOSIS_TERMS, measurement_for
 
-_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
-_MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
-_MONTHS["sept"] = 9
-_MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
-
-_ISO = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\b")
-_US = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
-_MDY = re.compile(rf"\b({_MONTH_RE})\.? (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})\b", re.I)
-_DMY = re.compile(rf"\b(\d{{1,2}}) ({_MONTH_RE})\.?,? (\d{{4}})\b", re.I)
-_MY = re.compile(rf"\b({_MONTH_RE})\.?,? (\d{{4}})\b", re.I)
-_YM = re.compile(r"\b(\d{4})-(\d{2})\b")
-_YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?=%|[a-zA-Z])")
-
-
-@dataclass(frozen=True, slots=True)
-class DateMention:
-    """A date in text at the precision it was written: ``day``, ``month`` or ``year``."""
-
-    year: int
-    month: int | None
-    day: int | None
-    start: int
-    end: int
-
-    @property
-    def precision(self) -> str:
-        return "day" if self.day else "month" if self.month else "year"
-
-    def matches(self, d: date) -> bool:
-        if d.year != self.year:
-            return False
-        if self.month is not None and d.month != self.month:
-            return False
-        return self.day is None or d.day == self.day
-
-    def as_date(self) -> date | None:
-        try:
-            return date(self.year, self.month or 1, self.day or 1)
-        except ValueError:
-            return None
-
-
-def find_dates(text: str) -> list[DateMention]:
-    """Dates in ``text``, most precise forms first; overlapping weaker matches are dropped."""
-    found: list[DateMention] = []
-    taken: list[tuple[int, int]] = []
-
-    def add(y: int, m: int | None, d: int | None, s: int, e: int) -> None:
-        if any(s < te and ts < e for ts, te in taken):
-            return
-        if m is not None and not 1 <= m <= 12:
-            return
-        if d is not None and m is not None and not 1 <= d <= calendar.monthrange(y, m)[1]:
-            return
-        if not 1800 <= y <= 2200:
-            return
-        taken.append((s, e))
-        found.append(DateMention(y, m, d, s, e))
-
-    for m in _ISO.finditer(text):
-        add(int(m[1]), int(m[2]), int(m[3]), m.start(), m.end())
-    for m in _US.finditer(text):
-        add(int(m[3]), int(m[1]), int(m[2]), m.start(), m.end())
-    for m in _MDY.finditer(text):
-        add(int(m[3]), _MONTHS[m[1].lower()], int(m[2]), m.start(), m.end())
-    for m in _DMY.finditer(text):
-        add(int(m[3]), _MONTHS[m[2].lower()], int(m[1]), m.start(), m.end())
-    for m in _MY.finditer(text):
-        add(int(m[2]), _MONTHS[m[1].lower()], None, m.start(), m.end())
-    for m in _YM.finditer(text):
-        add(int(m[1]), int(m[2]), None, m.start(), m.end())
-    for m in _YEAR.finditer(text):
-        add(int(m[1]), None, None, m.start(), m.end())
-    return sorted(found, key=lambda d: d.start)
 
 
 def find_numbers(text: str) -> list[tuple[float, int, int]]:
