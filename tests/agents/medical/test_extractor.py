@@ -10,7 +10,7 @@ import simple_icd_10_cm as icd
 
 from ai_med_extract.agents.medical.extractor import ExtractorLimits, MedicalExtractor
 from ai_med_extract.agents.medical.schema import MedicalExtraction
-from ai_med_extract.agents.medical.vocabulary import ICD10CM, LOINC, MESH, load_vocabulary
+from ai_med_extract.agents.medical.vocabulary import DRUGBANK, ICD10CM, LOINC, load_vocabulary
 from ai_med_extract.errors import PayloadTooLarge
 
 EVAL_SET = Path(__file__).resolve().parents[3] / "bench" / "data" / "medical_eval.jsonl"
@@ -74,7 +74,8 @@ def test_medication_attributes_are_normalised(result: MedicalExtraction) -> None
     metformin = by_name(result.medications, "metformin")
     assert (metformin.strength, metformin.dose, metformin.unit) == ("500 mg", 500, "mg")
     assert (metformin.route, metformin.frequency, metformin.status) == ("oral", "BID", "active")
-    assert [(c.system, c.code) for c in metformin.codes] == [(MESH, "D007004")]
+    # the ingredient's DrugBank id, not the dictionary's MeSH class (D007004 "Hypoglycemic Agents")
+    assert [(c.system, c.code, c.display) for c in metformin.codes] == [(DRUGBANK, "DB00331", "Metformin")]
     atorvastatin = by_name(result.medications, "atorvastatin")  # the brand name Lipitor
     assert atorvastatin.text.startswith("Lipitor") and atorvastatin.frequency == "QHS"
     albuterol = by_name(result.medications, "albuterol")

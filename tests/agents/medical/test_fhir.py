@@ -1,4 +1,4 @@
-"""The FHIR Bundle: every resource validates with fhir.resources; grounding and codes carried over."""
+"""The FHIR Bundle: every resource validates against FHIR R4 (4.0.1); grounding and codes carried over."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from ai_med_extract.agents.medical.extractor import MedicalExtractor
-from ai_med_extract.agents.medical.fhir import GROUNDING_URL, bundle_dict, to_fhir_bundle
+from ai_med_extract.agents.medical.fhir import (
+    GROUNDING_URL,
+    FhirInvalid,
+    bundle_dict,
+    to_fhir_bundle,
+    to_ndjson,
+    validate_r4,
+)
 
 EVAL_SET = Path(__file__).resolve().parents[3] / "bench" / "data" / "medical_eval.jsonl"
 
@@ -103,11 +109,67 @@ def test_bundles_of_all_evaluation_notes_validate(extractor: MedicalExtractor) -
         assert bundle["entry"]
 
 
-def test_an_invalid_resource_is_refused_by_validation(extractor: MedicalExtractor) -> None:
-    from fhir.resources.R4B.bundle import Bundle
-
+def test_an_invalid_resource_is_refused_by_r4_validation(extractor: MedicalExtractor) -> None:
     data = bundle_dict(extractor.extract(NOTE))
     statement = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "MedicationStatement")
+    dosage = statement["dosage"]
     statement["dosage"] = "twice a day"  # a list of Dosage elements, not a string
-    with pytest.raises(ValidationError):
-        Bundle.model_validate(data)
+    with pytest.raises(FhirInvalid) as caught:
+        validate_r4(data)
+    assert "twice" not in str(caught.value.details)  # element paths only, never the values
+    procedure = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Procedure")
+    statement["dosage"] = dosage
+    validate_r4(data)
+    procedure["performedString"] = "2019"  # R4 has performedString, but not beside performedDateTime
+    procedure["performedDateTime"] = "2019"
+    with pytest.raises(FhirInvalid):
+        validate_r4(data)
+
+
+def test_vital_signs_carry_the_r4_profile_and_every_observation_an_effective_time(bundle: dict) -> None:
+    for obs in resources(bundle, "Observation"):
+        assert "effectiveDateTime" in obs or obs["_effectiveDateTime"]["extension"][0]["valueCode"] == "unknown"
+        if obs["category"][0]["coding"][0]["code"] == "vital-signs":
+            assert obs["meta"]["profile"][0] == "http://hl7.org/fhir/StructureDefinition/vitalsigns"
+    bp = next(o for o in resources(bundle, "Observation") if o["code"]["text"] == "blood pressure")
+    assert bp["meta"]["profile"][1] == "http://hl7.org/fhir/StructureDefinition/bp"
+
+
+def test_a_date_on_the_line_dates_the_observation_and_the_procedure(extractor: MedicalExtractor) -> None:
+    note = "Labs 3/4/98: Na 131, K 4.1\nVitals 2024-05-06: HR 88\nColonoscopy March 2019, normal."
+    bundle = to_fhir_bundle(extractor.extract(note))
+    dated = {o["code"]["text"]: o.get("effectiveDateTime") for o in resources(bundle, "Observation")}
+    assert dated == {"sodium": "1998-03-04", "potassium": "1998-03-04", "heart rate": "2024-05-06"}
+    [procedure] = resources(bundle, "Procedure")
+    assert procedure["performedDateTime"] == "2019-03" and "performedString" not in procedure
+
+
+@pytest.mark.parametrize(("phrase", "code"), [
+    ("NKDA", "409137002"), ("No known allergies", "716186003"), ("No known food allergies", "429625007"),
+])
+def test_no_known_allergies_is_a_coded_allergy_intolerance(extractor: MedicalExtractor, phrase: str,
+                                                           code: str) -> None:
+    bundle = to_fhir_bundle(extractor.extract(f"Allergies: {phrase}."))
+    [allergy] = resources(bundle, "AllergyIntolerance")
+    assert allergy["code"]["coding"] == [
+        {"system": "http://snomed.info/sct", "code": code, "display": allergy["code"]["coding"][0]["display"]}]
+    assert allergy["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert allergy["verificationStatus"]["coding"][0]["code"] == "confirmed"
+
+
+def test_unit_doses_are_international_units(extractor: MedicalExtractor) -> None:
+    bundle = to_fhir_bundle(extractor.extract("Meds: insulin glargine 20 units subq qhs"))
+    [statement] = resources(bundle, "MedicationStatement")
+    quantity = statement["dosage"][0]["doseAndRate"][0]["doseQuantity"]
+    assert (quantity["value"], quantity["code"], quantity["system"]) == (20, "[IU]", "http://unitsofmeasure.org")
+
+
+def test_ndjson_export_has_one_resource_per_line_with_local_references(bundle: dict) -> None:
+    files = to_ndjson([bundle, bundle])  # the same bundle twice: each resource once
+    assert set(files) == {e["resource"]["resourceType"] for e in bundle["entry"]}
+    assert sum(len(lines) for lines in files.values()) == len(bundle["entry"])
+    [patient_line] = files["Patient"]
+    patient_id = json.loads(patient_line)["id"]
+    for line in files["Condition"]:
+        resource = json.loads(line)
+        assert "\n" not in line and resource["subject"] == {"reference": f"Patient/{patient_id}"}

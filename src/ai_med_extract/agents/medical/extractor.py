@@ -29,7 +29,7 @@ from .schema import (
     Section,
     Vital,
 )
-from .vocabulary import ICD10CM, LOINC, MESH, Vocabulary, load_vocabulary
+from .vocabulary import DRUGBANK, ICD10CM, LOINC, SNOMED, Vocabulary, load_vocabulary
 
 if TYPE_CHECKING:
     from .llm import LLMCandidateSource, Proposal
@@ -38,16 +38,17 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["rules", "llm"]
 
-# LOINC codes of the FHIR R4 vital-signs profile
-VITAL_LOINC = {
-    "blood_pressure": ("85354-9", "Blood pressure panel with all children optional"),
-    "heart_rate": ("8867-4", "Heart rate"),
-    "respiratory_rate": ("9279-1", "Respiratory rate"),
-    "temperature": ("8310-5", "Body temperature"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
-    "weight": ("29463-7", "Body weight"),
-    "height": ("8302-2", "Body height"),
-    "bmi": ("39156-5", "Body mass index (BMI) [Ratio]"),
+# LOINC codes of the FHIR R4 vital-signs profiles (displays from data/loinc.txt); the oxygen
+# saturation profile asks for 2708-6 next to the pulse-oximetry code
+VITAL_LOINC: dict[str, tuple[str, ...]] = {
+    "blood_pressure": ("85354-9",),
+    "heart_rate": ("8867-4",),
+    "respiratory_rate": ("9279-1",),
+    "temperature": ("8310-5",),
+    "spo2": ("2708-6", "59408-5"),
+    "weight": ("29463-7",),
+    "height": ("8302-2",),
+    "bmi": ("39156-5",),
 }
 
 
@@ -186,7 +187,7 @@ class MedicalExtractor:
         status = c.data.get("status", "active")
         if base["context"].negated:
             status = "not-taken"
-        codes = [Code(system=MESH, code=c.code, display=c.name)] if c.code else []
+        codes = self._drug_codes(c)
         fields: dict[str, Any] = {}
         if sig is not None:
             fields = {
@@ -202,7 +203,7 @@ class MedicalExtractor:
 
     def _build_lab(self, c: Candidate, base: dict[str, Any]) -> Lab:
         d = c.data
-        codes = [Code(system=LOINC, code=c.code, display=c.name)] if c.code else []
+        codes = [Code(system=LOINC, code=c.code, display=self.vocabulary.loinc[c.code])] if c.code else []
         return Lab(
             **base, name=c.name, value=d["value"], value_text=d["value_text"], unit=d["unit"],
             reference_low=d["low"], reference_high=d["high"], flag=d["flag"], date=d["date"], codes=codes,
@@ -210,23 +211,30 @@ class MedicalExtractor:
 
     def _build_vital(self, c: Candidate, base: dict[str, Any]) -> Vital:
         r = c.data["reading"]
-        code, display = VITAL_LOINC[r.kind]
+        loinc = self.vocabulary.loinc
         return Vital(
             **base, kind=r.kind, value=r.value, diastolic=r.diastolic, unit=r.unit,
-            original_value=r.original_value, original_unit=r.original_unit,
-            codes=[Code(system=LOINC, code=code, display=display)],
+            original_value=r.original_value, original_unit=r.original_unit, date=c.data.get("date"),
+            codes=[Code(system=LOINC, code=code, display=loinc[code]) for code in VITAL_LOINC[r.kind]],
         )
 
     def _build_allergy(self, c: Candidate, base: dict[str, Any]) -> Allergy:
         d = c.data
         if d.get("no_known"):
             base["context"] = Context()
-            return Allergy(**base, substance="no known drug allergies", no_known_allergies=True)
-        codes = [Code(system=MESH, code=c.code, display=c.name)] if c.code else []
+            codes = [Code(system=SNOMED, code=c.code, display=self.vocabulary.snomed[c.code])] if c.code else []
+            return Allergy(**base, substance=c.name, no_known_allergies=True, codes=codes)
+        codes = self._drug_codes(c)
         return Allergy(
             **base, substance=c.name, category=d.get("category"), reactions=d.get("reactions", []),
             severity=d.get("severity"), codes=codes,
         )
+
+
+    def _drug_codes(self, c: Candidate) -> list[Code]:
+        if not c.code:
+            return []
+        return [Code(system=DRUGBANK, code=c.code, display=self.detectors.drug_names.get(c.code) or c.name)]
 
 
 _LIST_NAME = {

@@ -1,25 +1,52 @@
-"""FHIR output: a Bundle (type collection) built from an extraction and validated by ``fhir.resources``.
+"""FHIR R4 (4.0.1) output: a Bundle (type collection) built from an extraction, validated against R4.
 
-``fhir.resources`` 8 ships FHIR R5 and R4B; R4B (4.3) is used, whose Condition, MedicationStatement,
-Observation, AllergyIntolerance, Procedure and FamilyMemberHistory match FHIR R4 (4.0.1) field for field.
+Validation uses ``fhirkit-rs`` (import name ``fhirkit``), whose models are generated from the official
+R4 4.0.1 definitions of every resource and datatype: it checks elements, cardinalities, datatypes and
+choice types offline. (``fhir.resources`` 7 and later ship only R4B and R5; its last plain-R4 release
+needs pydantic 1.) Terminology bindings and invariants that validator does not evaluate are kept by
+construction here: status codes come from the R4 value sets, vital signs carry the base profile and
+the R4 vital-signs profile of their kind, every Observation has ``effective[x]`` (the date written on
+its line, else a ``data-absent-reason`` of ``unknown``), procedure dates are ``performedDateTime``,
+every Quantity code is checked as UCUM with ``ucumvert`` (else the unit stays text only), and "no
+known allergies" is an AllergyIntolerance coded in SNOMED CT as FHIR's value set names it.
+
 Every resource carries an extension with its grounding (character offsets and detector) and codes only
 from the item (never added here). Family-history problems become FamilyMemberHistory, not Conditions
 of the patient; negated problems are Conditions with verificationStatus ``refuted``.
+
+:func:`to_ndjson` writes the same resources FHIR Bulk Data style: one resource per line, grouped by
+resource type, references rewritten from ``urn:uuid:`` to ``Type/id``.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+from ai_med_extract.errors import AppError
+from ai_med_extract.kit.dates import parse_date, parse_fhir_date
 
 from .schema import Allergy, Item, Lab, MedicalExtraction, Medication, Problem, Procedure, Vital
 from .vocabulary import UCUM
 
+FHIR_VERSION = "4.0.1"
+FHIR_MEDIA_TYPE = "application/fhir+json"
 GROUNDING_URL = "https://ai-med-extract.local/fhir/StructureDefinition/source-span"
 _NAMESPACE = uuid.UUID("6f1c2a52-3c55-4a31-9a53-5b0b2f7e4e11")
 _INTERP = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+_VITALSIGNS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
+# the R4 vital-signs profile of each kind (http://hl7.org/fhir/R4/observation-vitalsigns.html)
+_VITAL_PROFILES = {
+    "blood_pressure": "bp", "heart_rate": "heartrate", "respiratory_rate": "resprate",
+    "temperature": "bodytemp", "spo2": "oxygensat", "weight": "bodyweight", "height": "bodyheight",
+    "bmi": "bmi",
+}
 
 _TIMING: dict[str, dict[str, Any]] = {
     "QD": {"frequency": 1, "period": 1, "periodUnit": "d"},
@@ -34,9 +61,15 @@ _TIMING: dict[str, dict[str, Any]] = {
     "QMO": {"frequency": 1, "period": 1, "periodUnit": "mo"},
     "ONCE": {"count": 1},
 }
-_DOSE_UCUM = {"mg": "mg", "mcg": "ug", "g": "g", "unit": "[U]", "meq": "meq", "mmol": "mmol", "mL": "mL",
-              "L": "L", "L/min": "L/min", "%": "%", "tablet": "{tablet}", "capsule": "{capsule}",
-              "puff": "{puff}", "drop": "[drp]", "patch": "{patch}", "spray": "{spray}"}
+# dose units of ``sig.py`` -> UCUM; "unit"/"IU" doses are international units, dose forms are UCUM
+# annotations (a count of tablets is the unity "1" annotated)
+DOSE_UCUM = {
+    "mg": "mg", "mcg": "ug", "g": "g", "unit": "[IU]", "meq": "meq", "mmol": "mmol", "mL": "mL", "L": "L",
+    "L/min": "L/min", "%": "%", "mg/mL": "mg/mL", "mg/kg": "mg/kg", "mcg/h": "ug/h", "mg/h": "mg/h",
+    "unit/h": "[IU]/h", "tablet": "{tablet}", "capsule": "{capsule}", "puff": "{puff}", "drop": "[drp]",
+    "patch": "{patch}", "spray": "{spray}", "ampule": "{ampule}", "vial": "{vial}", "packet": "{packet}",
+    "suppository": "{suppository}", "lozenge": "{lozenge}", "application": "{application}",
+}
 _DURATION_UNITS = {"day": "d", "week": "wk", "month": "mo"}
 _FLAG_CODES = {"high": "H", "low": "L", "critical_high": "HH", "critical_low": "LL", "abnormal": "A",
                "normal": "N"}
@@ -68,11 +101,53 @@ def _concept(item: Item, text: str) -> dict[str, Any]:
     return concept
 
 
-def _quantity(value: float, unit: str | None) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def _ucum_parser() -> Any:
+    from ucumvert import get_ucum_parser  # imported here: building the grammar takes a moment
+
+    return get_ucum_parser()
+
+
+@functools.lru_cache(maxsize=1024)
+def is_ucum(code: str) -> bool:
+    """Whether ``code`` is a valid UCUM expression (``ucumvert``'s grammar of UCUM)."""
+
+    from lark.exceptions import LarkError
+
+    try:
+        _ucum_parser().parse(code)
+    except LarkError:
+        return False
+    return True
+
+
+def _quantity(value: float, unit: str | None, code: str | None = None) -> dict[str, Any]:
+    """A Quantity; the unit is coded in UCUM only when ``code`` (default: the unit) is valid UCUM."""
+
     q: dict[str, Any] = {"value": value}
     if unit:
-        q |= {"unit": unit, "system": UCUM, "code": unit}
+        q["unit"] = unit
+        code = code or unit
+        if is_ucum(code):
+            q |= {"system": UCUM, "code": code}
     return q
+
+
+def _fhir_date(value: str | None) -> str | None:
+    """A FHIR date from a stored date (ISO, or as written by a clinician's correction); else None."""
+
+    if not value:
+        return None
+    mention = parse_fhir_date(value) or parse_date(value)
+    return mention.iso() if mention else None
+
+
+def _effective(resource: dict[str, Any], when: str | None) -> None:
+    iso = _fhir_date(when)
+    if iso:
+        resource["effectiveDateTime"] = iso
+    else:
+        resource["_effectiveDateTime"] = {"extension": [{"url": _DATA_ABSENT, "valueCode": "unknown"}]}
 
 
 def _condition(p: Problem, subject: dict[str, str], rid: str) -> dict[str, Any]:
@@ -127,11 +202,9 @@ def _medication_statement(m: Medication, subject: dict[str, str], rid: str) -> d
     if m.route:
         dosage["route"] = {"text": m.route}
     if m.dose is not None:
-        quantity: dict[str, Any] = {"value": m.dose}
-        if m.unit:
-            quantity["unit"] = m.unit
-            if m.unit in _DOSE_UCUM:
-                quantity |= {"system": UCUM, "code": _DOSE_UCUM[m.unit]}
+        code = DOSE_UCUM.get(m.unit) if m.unit else None
+        quantity = _quantity(m.dose, m.unit, code) if code else {"value": m.dose} | (
+            {"unit": m.unit} if m.unit else {})
         dosage["doseAndRate"] = [{"doseQuantity": quantity}]
     if m.prn:
         dosage["asNeededBoolean"] = True
@@ -153,12 +226,15 @@ def _vital_observation(v: Vital, subject: dict[str, str], rid: str) -> dict[str,
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid,
+        "meta": {"profile": [_VITALSIGNS, f"http://hl7.org/fhir/StructureDefinition/{_VITAL_PROFILES[v.kind]}"]},
         "extension": _grounding(v),
         "status": "final",
-        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "vital-signs"}]}],
+        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}],
+                      "text": "Vital Signs"}],
         "code": _concept(v, v.kind.replace("_", " ")),
         "subject": subject,
     }
+    _effective(resource, v.date)
     if v.kind == "blood_pressure":
         resource["component"] = [
             {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6",
@@ -200,8 +276,7 @@ def _lab_observation(lab: Lab, subject: dict[str, str], rid: str) -> dict[str, A
         resource["referenceRange"] = [ref]
     if lab.flag:
         resource["interpretation"] = [{"coding": [{"system": _INTERP, "code": _FLAG_CODES[lab.flag]}]}]
-    if lab.date:
-        resource["effectiveDateTime"] = lab.date
+    _effective(resource, lab.date)
     return resource
 
 
@@ -225,8 +300,6 @@ def _allergy(a: Allergy, subject: dict[str, str], rid: str) -> dict[str, Any]:
         if a.severity:
             reaction["severity"] = _SEVERITY[a.severity]
         resource["reaction"] = [reaction]
-    if a.no_known_allergies:
-        resource.pop("clinicalStatus")
     return resource
 
 
@@ -242,8 +315,9 @@ def _procedure(p: Procedure, subject: dict[str, str], rid: str) -> dict[str, Any
         "code": _concept(p, p.name),
         "subject": subject,
     }
-    if p.date:
-        resource["performedString"] = p.date
+    performed = _fhir_date(p.date)
+    if performed:
+        resource["performedDateTime"] = performed
     return resource
 
 
@@ -276,14 +350,70 @@ def bundle_dict(extraction: MedicalExtraction, *, seed: str = "extraction") -> d
     }
 
 
-def to_fhir_bundle(extraction: MedicalExtraction, *, seed: str = "extraction") -> dict[str, Any]:
-    """Build the Bundle and validate it with ``fhir.resources`` (FHIR R4B models); returns JSON data.
+class FhirInvalid(AppError):
+    """A bundle that does not conform to FHIR R4; ``details`` names element paths only (no values)."""
 
-    Raises ``pydantic.ValidationError`` if any resource does not conform.
+    status_code = 500
+    code = "FHIR_BUNDLE_INVALID"
+
+
+def validate_r4(resource: dict[str, Any]) -> None:
+    """Validate a resource (a Bundle with everything in it) against FHIR R4 4.0.1 with ``fhirkit``.
+
+    Raises :class:`FhirInvalid` naming the failing element paths (issue texts can quote values, which
+    may be patient data, so they are not carried).
     """
 
-    from fhir.resources.R4B.bundle import Bundle
+    import fhirkit
+
+    issues = [i for i in fhirkit.validate(resource) if getattr(i, "severity", "error") == "error"]
+    if issues:
+        raise FhirInvalid(
+            "the FHIR bundle does not conform to FHIR R4",
+            details={"paths": sorted({str(getattr(i, "path", "?")) for i in issues})[:20], "issues": len(issues)},
+        )
+
+
+def to_fhir_bundle(extraction: MedicalExtraction, *, seed: str = "extraction") -> dict[str, Any]:
+    """Build the Bundle and validate it against FHIR R4 (4.0.1); returns JSON data.
+
+    Raises :class:`FhirInvalid` if any resource does not conform.
+    """
 
     data = bundle_dict(extraction, seed=seed)
-    bundle = Bundle.model_validate(data)
-    return bundle.model_dump(mode="json", exclude_none=True)
+    validate_r4(data)
+    return data
+
+
+def _local_references(value: Any, types: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        out = {k: _local_references(v, types) for k, v in value.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref.startswith("urn:uuid:") and ref[9:] in types:
+            out["reference"] = f"{types[ref[9:]]}/{ref[9:]}"
+        return out
+    if isinstance(value, list):
+        return [_local_references(v, types) for v in value]
+    return value
+
+
+def to_ndjson(bundles: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """FHIR Bulk Data style export: resource type -> lines, one resource (compact JSON) per line.
+
+    References inside a bundle (``urn:uuid:<id>``) become ``<Type>/<id>``, as between the files of a
+    bulk export; a resource that appears in several bundles (the same id) is written once.
+    """
+
+    out: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()
+    for bundle in bundles:
+        resources = [e["resource"] for e in bundle.get("entry", [])]
+        types = {r["id"]: r["resourceType"] for r in resources}
+        for resource in resources:
+            key = (resource["resourceType"], resource["id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            line = json.dumps(_local_references(resource, types), ensure_ascii=False, separators=(",", ":"))
+            out.setdefault(resource["resourceType"], []).append(line)
+    return out

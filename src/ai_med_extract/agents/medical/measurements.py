@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from ai_med_extract.kit.dates import Precision, find_dates
+
 _NUM = r"\d+(?:\.\d+)?"
 _SEP = r"\s*(?:of|was|were|is|are|at|=|:|-)?\s*"
 
@@ -160,30 +162,11 @@ LAB_TAIL = re.compile(
     re.IGNORECASE,
 )
 
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    "jan feb mar apr may jun jul aug sep oct nov dec".split())}
-DATE_RE = re.compile(
-    r"\b(?:(?P<y1>(?:19|20)\d\d)-(?P<m1>\d{1,2})-(?P<d1>\d{1,2})|"
-    r"(?P<m2>\d{1,2})/(?P<d2>\d{1,2})/(?P<y2>(?:19|20)?\d\d)|"
-    r"(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+(?P<d3>\d{1,2}),?\s+(?P<y3>(?:19|20)\d\d))\b",
-    re.IGNORECASE,
-)
+def first_date(text: str, *, min_precision: Precision = "day", reference: date | None = None) -> str | None:
+    """The first date written in ``text`` as ISO 8601 at its precision (see ``kit.dates``), or None."""
 
-
-def parse_date(m: re.Match[str]) -> str | None:
-    g = m.groupdict()
-    try:
-        if g["y1"]:
-            d = date(int(g["y1"]), int(g["m1"]), int(g["d1"]))
-        elif g["y2"]:
-            year = int(g["y2"])
-            year = year + 2000 if year < 100 else year
-            d = date(year, int(g["m2"]), int(g["d2"]))
-        else:
-            d = date(int(g["y3"]), _MONTHS[g["mon"][:3].lower()], int(g["d3"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return d.isoformat()
+    found = find_dates(text, min_precision=min_precision, reference=reference)
+    return found[0].iso() if found else None
 
 
 def normalise_lab_unit(raw: str | None) -> str | None:

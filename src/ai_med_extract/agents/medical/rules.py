@@ -138,6 +138,28 @@ class RuleDetectors:
         from drug_named_entity_recognition import find_drugs
 
         self._find_drugs = find_drugs
+        # DrugBank id -> the dictionary's name for it (the display of the code)
+        self.drug_names: dict[str, str] = {}
+        self._alias_codes = {
+            generic: code for generic in set(vocabulary.drug_aliases.values())
+            if (code := self._dictionary_code(generic)) is not None
+        }
+
+    def _drugbank(self, data: dict[str, Any]) -> str | None:
+        code = data.get("drugbank_id")
+        if not isinstance(code, str) or not code:
+            return None
+        self.drug_names.setdefault(code, str(data.get("name", "")))
+        return code
+
+    def _dictionary_code(self, generic: str) -> str | None:
+        """The DrugBank id of a generic name when the dictionary reads all of it as one drug."""
+
+        words = generic.split()
+        hits = self._find_drugs(words, is_ignore_case=True)
+        if len(hits) == 1 and hits[0][1] == 0 and hits[0][2] == len(words):
+            return self._drugbank(hits[0][0])
+        return None
 
     # -- generic lexicon matching ------------------------------------------------------------
     @staticmethod
@@ -197,9 +219,9 @@ class RuleDetectors:
         for s, e, t in self._terms(text, self._procedure_re):
             c = Candidate("procedure", s, e, "lexicon:procedures", t.canonical)
             tail = re.split(r"[.;,]\s|\n", text[e : e + 40], maxsplit=1)[0]
-            date = ms.DATE_RE.search(tail)
+            date = ms.first_date(tail, min_precision="month")
             if date:
-                c.data["date"] = ms.parse_date(date)
+                c.data["date"] = date
             else:
                 year = _YEAR_RE.match(tail.strip())
                 if year:
@@ -211,10 +233,13 @@ class RuleDetectors:
         readings = ms.find_vitals(text)
         found = []
         for r in readings:
+            line_start = text.rfind("\n", 0, r.start) + 1
+            line_end = text.find("\n", r.end)
+            line = text[line_start : line_end if line_end != -1 else len(text)]
             found.append(
                 Candidate(
                     "vital", r.start, r.end, "regex:vitals", r.kind,
-                    data={"reading": r},
+                    data={"reading": r, "date": ms.first_date(line)},
                 )
             )
         return _longest_first(found)
@@ -265,12 +290,11 @@ class RuleDetectors:
             line_start = text.rfind("\n", 0, s) + 1
             line_end = text.find("\n", end)
             line = text[line_start : line_end if line_end != -1 else len(text)]
-            date = ms.DATE_RE.search(line)
             c = Candidate(
                 "lab", s, end, "regex:labs", term.canonical, definition.loinc, anchor=(s, e),
                 data={
                     "value": value, "value_text": raw_value, "unit": unit, "low": low, "high": high,
-                    "flag": flag, "date": ms.parse_date(date) if date else None,
+                    "flag": flag, "date": ms.first_date(line),
                 },
             )
             found.append(c)
@@ -278,7 +302,7 @@ class RuleDetectors:
 
     # -- medications and allergies -----------------------------------------------------------------
     def _drug_mentions(self, text: str) -> list[tuple[int, int, str, str | None, bool]]:
-        """(start, end, generic name, MeSH id, from the dictionary) for each drug name."""
+        """(start, end, generic name, DrugBank id, from the dictionary) for each drug name."""
 
         tokens = [(m.start(), m.end(), m.group()) for m in _TOKEN_RE.finditer(text)]
         words = [t[2] for t in tokens]
@@ -289,12 +313,12 @@ class RuleDetectors:
                 name = str(data.get("name", words[first])).lower()
                 if len(text[start:end]) < 3:
                     continue
-                mentions.append((start, end, name, data.get("mesh_id"), True))
+                mentions.append((start, end, name, self._drugbank(data), True))
         taken = SpanIndex((s, e) for s, e, *_ in mentions)
         for s, e, word in tokens:
             generic = self.vocab.drug_aliases.get(word.lower())
             if generic and not taken.overlaps((s, e)):
-                mentions.append((s, e, generic, None, False))
+                mentions.append((s, e, generic, self._alias_codes.get(generic), False))
         # two-word aliases ("insulin glargine")
         for alias, generic in self.vocab.drug_aliases.items():
             if " " not in alias:
@@ -302,7 +326,7 @@ class RuleDetectors:
             for m in re.finditer(rf"(?<!\w){re.escape(alias)}(?!\w)", text, re.IGNORECASE):
                 span = (m.start(), m.end())
                 mentions = [x for x in mentions if not _within((x[0], x[1]), span)]
-                mentions.append((m.start(), m.end(), generic, None, False))
+                mentions.append((m.start(), m.end(), generic, self._alias_codes.get(generic), False))
         mentions.sort()
         # combination products written with a hyphen or slash: "carbidopa-levodopa"
         merged: list[tuple[int, int, str, str | None, bool]] = []
@@ -336,9 +360,10 @@ class RuleDetectors:
     ) -> tuple[list[Candidate], list[Candidate]]:
         allergies: list[Candidate] = []
         for m in _NKDA.finditer(text):
+            # "Allergies: no known food allergies" matches as far as "Allergies: no known"
+            name, snomed = _no_known_kind(re.split(r"[\n.;]", text[m.start() : m.end() + 24], maxsplit=1)[0])
             allergies.append(
-                Candidate("allergy", m.start(), m.end(), "regex:nkda", "no known drug allergies",
-                          data={"no_known": True})
+                Candidate("allergy", m.start(), m.end(), "regex:nkda", name, snomed, data={"no_known": True})
             )
         nkda_spans = [(a.start, a.end) for a in allergies]
 
@@ -348,14 +373,14 @@ class RuleDetectors:
         nkda_index = SpanIndex(nkda_spans)
         meds: list[Candidate] = []
         substances: list[tuple[int, int, str, str | None, str]] = []
-        for position, (start, end, name, mesh, _) in enumerate(mentions):
+        for position, (start, end, name, code, from_dictionary) in enumerate(mentions):
             if regions.container((start, end)) is not None:
-                substances.append((start, end, name, mesh, "medication"))
+                substances.append((start, end, name, code, "medication"))
                 continue
             if nkda_index.overlaps((start, end)):
                 continue
             next_start = mention_starts[position + 1] if position + 1 < len(mentions) else len(text)
-            meds.append(self._medication(text, start, end, name, mesh, next_start))
+            meds.append(self._medication(text, start, end, name, code, next_start, from_dictionary=from_dictionary))
 
         substance_index = SpanIndex((s[0], s[1]) for s in substances)
         for start, end, term in self._terms(text, self._allergen_re):
@@ -363,7 +388,7 @@ class RuleDetectors:
                 substances.append((start, end, term.canonical, None, term.extra[0] if term.extra else "medication"))
         substances.sort()
 
-        for i, (start, end, name, mesh, category) in enumerate(substances):
+        for i, (start, end, name, code, category) in enumerate(substances):
             region = regions.container((start, end))
             assert region is not None
             nxt = substances[i + 1][0] if i + 1 < len(substances) else region[1]
@@ -381,7 +406,7 @@ class RuleDetectors:
                 last = max(last, end + severity.end())
             allergies.append(
                 Candidate(
-                    "allergy", start, last, "lexicon:allergy", name, mesh, anchor=(start, end),
+                    "allergy", start, last, "lexicon:allergy", name, code, anchor=(start, end),
                     data={
                         "no_known": False, "category": category, "reactions": reactions,
                         "severity": severity.group(1).lower().replace("life threatening", "severe")
@@ -392,7 +417,8 @@ class RuleDetectors:
         return meds, allergies
 
     def _medication(
-        self, text: str, start: int, end: int, name: str, mesh: str | None, next_start: int | None = None,
+        self, text: str, start: int, end: int, name: str, code: str | None, next_start: int | None = None,
+        *, from_dictionary: bool = True,
     ) -> Candidate:
         """A medication from its name span; the sig is read up to the next drug name (``next_start``)."""
 
@@ -417,7 +443,7 @@ class RuleDetectors:
             status = next(k for k, v in after.groupdict().items() if v)
         status = {"hold": "on-hold"}.get(status, status)
         return Candidate(
-            "medication", start, span_end, "dictionary:drugs" if mesh else "lexicon:drug_aliases", name, mesh,
+            "medication", start, span_end, "dictionary:drugs" if from_dictionary else "lexicon:drug_aliases", name, code,
             anchor=(start, end), data={"sig": sig if has_sig else None, "status": status},
         )
 
@@ -437,13 +463,14 @@ class RuleDetectors:
         if kind == "medication":
             mentions = self._drug_mentions(surface)
             if mentions:
-                s, e, generic, mesh, _ = mentions[0]
-                cand = self._medication(text, start + s, start + e, generic, mesh)
+                s, e, generic, code, from_dictionary = mentions[0]
+                cand = self._medication(text, start + s, start + e, generic, code, from_dictionary=from_dictionary)
             else:
                 first = re.match(r"[A-Za-z][\w-]*", surface)
                 if first is None:
                     return None
-                cand = self._medication(text, start, start + first.end(), first.group().lower(), None)
+                cand = self._medication(text, start, start + first.end(), first.group().lower(), None,
+                                        from_dictionary=False)
             cand.detector = detector
             return cand
         if kind == "allergy":
@@ -462,6 +489,17 @@ class RuleDetectors:
                 cand.detector = detector
                 return cand
         return None
+
+
+def _no_known_kind(written: str) -> tuple[str, str]:
+    """The statement and its SNOMED CT concept (the ones FHIR's AllergyIntolerance codes name)."""
+
+    lowered = written.lower()
+    if re.search(r"food|\bnkfa\b", lowered):
+        return "no known food allergies", "429625007"
+    if re.search(r"drug|medication|\bnkda\b", lowered):
+        return "no known drug allergies", "409137002"
+    return "no known allergies", "716186003"
 
 
 def _longest_first(cands: list[Candidate]) -> list[Candidate]:

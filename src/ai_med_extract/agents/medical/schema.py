@@ -92,6 +92,7 @@ class Vital(Item):
     unit: str = Field(description="UCUM unit after normalisation")
     original_value: str = Field(description="Value as written")
     original_unit: str | None = None
+    date: str | None = Field(None, description="ISO date when the text gives one")
 
 
 class Allergy(Item):

@@ -6,10 +6,17 @@ Codes come only from vocabularies that ship with the installed packages or with 
   against that release and its display taken from it; a term whose code is not in the release keeps
   no code. Besides the curated problem list (``data/problems.txt``), short category descriptions of the
   release itself are used as a second, lower-priority problem lexicon.
-- MeSH descriptor ids (public domain, US NLM) from ``drug_named_entity_recognition``'s dictionary.
-- LOINC codes for the labs in ``data/labs.txt`` and the FHIR vital-signs profile codes (LOINC is
-  distributed under the Regenstrief licence, which permits this use with attribution: "This material
-  contains content from LOINC (http://loinc.org)").
+- Drugs: the ingredient's DrugBank accession (``DB00331`` metformin) from the dictionary of
+  ``drug_named_entity_recognition``; an entry without one (drug classes such as "penicillins",
+  combination products) stays uncoded. That dictionary's ``mesh_id`` names a drug *class*
+  (metformin's is "Hypoglycemic Agents") and is never used. No licence-free offline RxNorm copy is
+  published as a Python package, so RxNorm codes are not emitted.
+- LOINC codes for the labs in ``data/labs.txt`` and the FHIR R4 vital-signs profile codes, each
+  listed with its long common name in ``data/loinc.txt``; a lab code not listed there is dropped
+  (LOINC is distributed under the Regenstrief licence, which permits this use with attribution:
+  "This material contains content from LOINC (http://loinc.org)").
+- SNOMED CT only for the concepts FHIR R4's own value sets name (``data/snomed.txt``: "no known
+  allergy" and its children).
 
 Nothing here invents a code: a term without a code in these sources stays uncoded.
 """
@@ -23,7 +30,9 @@ from typing import Any
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
-MESH = "http://www.nlm.nih.gov/research/umls/mesh"
+SNOMED = "http://snomed.info/sct"
+# DrugBank's own namespace; HL7 registers no canonical URI for DrugBank accessions
+DRUGBANK = "http://www.drugbank.ca"
 UCUM = "http://unitsofmeasure.org"
 
 # ICD-10-CM chapters whose short titles make poor free-text terms (external causes, encounters,
@@ -70,6 +79,8 @@ class Vocabulary:
     allergens: list[Term] = field(default_factory=list)
     drug_aliases: dict[str, str] = field(default_factory=dict)
     icd_displays: dict[str, str] = field(default_factory=dict)
+    loinc: dict[str, str] = field(default_factory=dict)
+    snomed: dict[str, str] = field(default_factory=dict)
 
     def icd_display(self, code: str) -> str | None:
         return self.icd_displays.get(code)
@@ -132,10 +143,13 @@ def load_vocabulary(*, icd_lexicon: bool = True) -> Vocabulary:
         for surface, case_sensitive in _surface_forms(canonical, synonyms):
             vocab.procedures.append(Term(surface, canonical, case_sensitive))
 
+    vocab.loinc = {code: name for code, name in _rows("loinc.txt")}
+    vocab.snomed = {code: name for code, name in _rows("snomed.txt")}
     for canonical, loinc, unit, aliases in _rows("labs.txt"):
-        vocab.labs[canonical] = LabDefinition(canonical, loinc or None, unit)
+        listed = loinc if loinc in vocab.loinc else None
+        vocab.labs[canonical] = LabDefinition(canonical, listed, unit)
         for surface, case_sensitive in _surface_forms(canonical, aliases):
-            vocab.lab_terms.append(Term(surface, canonical, case_sensitive, loinc or None))
+            vocab.lab_terms.append(Term(surface, canonical, case_sensitive, listed))
 
     for canonical, category, synonyms in _rows("allergens.txt"):
         for surface, case_sensitive in _surface_forms(canonical, synonyms):
