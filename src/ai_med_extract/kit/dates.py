@@ -182,12 +182,14 @@ def find_dates(
         add(_year(m[3], month, day, reference), month, day, m.start(), m.end())
     for m in _DMY.finditer(text):
         add(int(m[3]), MONTHS[m[2].lower()], int(m[1]), m.start(), m.end())
-    for m in _MY.finditer(text):
-        add(int(m[2]), MONTHS[m[1].lower()], None, m.start(), m.end())
-    for m in _YM.finditer(text):
-        add(int(m[1]), int(m[2]), None, m.start(), m.end())
-    for m in _YEAR.finditer(text):
-        add(int(m[1]), None, None, m.start(), m.end())
+    if floor <= _RANK["month"]:
+        for m in _MY.finditer(text):
+            add(int(m[2]), MONTHS[m[1].lower()], None, m.start(), m.end())
+        for m in _YM.finditer(text):
+            add(int(m[1]), int(m[2]), None, m.start(), m.end())
+    if floor <= _RANK["year"]:
+        for m in _YEAR.finditer(text):
+            add(int(m[1]), None, None, m.start(), m.end())
     return sorted(found, key=lambda d: d.start)
 
 
