@@ -166,3 +166,26 @@ async def test_processed_document_is_extracted_by_the_pipeline_and_by_id(client:
         "/get_updated_medical_data", params={"document_id": document["document_id"]}
     )
     assert by_document.status_code == 200 and by_document.json()["record_id"] == body["record_id"]
+
+
+async def test_the_fhir_bundle_is_served_alone_as_fhir_json_and_audited(client: httpx.AsyncClient) -> None:
+    from ai_med_extract.agents.medical.fhir import validate_r4
+
+    created = await extract(client)
+    response = await client.get(f"/medical/{created['record_id']}/fhir")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    bundle = response.json()
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+    validate_r4(bundle)
+    [row] = await audit_rows(client, "medical.read")
+    assert row.resource_id == created["record_id"] and row.phi_accessed and row.request_data["format"] == "fhir"
+    assert "metformin" not in str(row.request_data)
+
+
+async def test_the_fhir_bundle_of_an_unknown_record_or_version_answers_404(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/medical/00000000-0000-0000-0000-000000000000/fhir")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "MEDICAL_RECORD_NOT_FOUND"
+    created = await extract(client)
+    old = await client.get(f"/medical/{created['record_id']}/fhir", params={"version": 9})
+    assert old.status_code == 404 and old.json()["error"]["code"] == "MEDICAL_VERSION_NOT_FOUND"

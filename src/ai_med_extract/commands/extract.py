@@ -1,8 +1,10 @@
-"""`ai-med-extract extract INPUT.jsonl -o OUTPUT.jsonl [--fhir] [--mode rules|llm]`.
+"""`ai-med-extract extract INPUT.jsonl -o OUTPUT.jsonl [--fhir] [--ndjson DIR] [--mode rules|llm]`.
 
 Each input line is ``{"id": ..., "text": ...}``; each output line is ``{"id", "medical": <extraction>}``
-(plus ``"fhir"``: a validated FHIR R4 Bundle, with ``--fhir``). Offsets index the input text. A line
-that is not JSON or has no text gives ``{"id", "error": {"code", "message"}}`` and the run goes on.
+(plus ``"fhir"``: a FHIR R4 (4.0.1) Bundle validated against R4, with ``--fhir``). Offsets index the
+input text. A line that is not JSON or has no text gives ``{"id", "error": {"code", "message"}}`` and
+the run goes on. ``--ndjson DIR`` also exports every resource FHIR Bulk Data style: one
+``<ResourceType>.ndjson`` file per type in DIR, one resource per line.
 The LLM mode loads the model catalogue (``AME_MODELS__CONFIG_PATH``) and runs through the model pool.
 """
 
@@ -28,7 +30,17 @@ def _error(record_id: Any, code: str, message: str) -> str:
     return json.dumps({"id": record_id, "error": {"code": code, "message": message}})
 
 
-async def _run(input_path: Path, output: Path, *, mode: str, fhir: bool, model: str | None) -> tuple[int, int]:
+def _write_ndjson(directory: Path, bundles: list[dict[str, Any]]) -> None:
+    from ai_med_extract.agents.medical.fhir import to_ndjson
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for resource_type, lines in sorted(to_ndjson(bundles).items()):
+        (directory / f"{resource_type}.ndjson").write_text("".join(f"{line}\n" for line in lines), "utf-8")
+
+
+async def _run(
+    input_path: Path, output: Path, *, mode: str, fhir: bool, model: str | None, ndjson: Path | None = None
+) -> tuple[int, int]:
     from tqdm import tqdm
 
     from ai_med_extract.agents.medical.extractor import MedicalExtractor
@@ -46,6 +58,7 @@ async def _run(input_path: Path, output: Path, *, mode: str, fhir: bool, model: 
         llm = LLMCandidateSource(pool)
     extractor = MedicalExtractor(llm=llm)
     done = failed = 0
+    bundles: list[dict[str, Any]] = []
     total = sum(1 for _ in _lines(input_path))
     try:
         with output.open("w", encoding="utf-8") as out, tqdm(total=total, unit="doc", desc="extract") as bar:
@@ -72,11 +85,17 @@ async def _run(input_path: Path, output: Path, *, mode: str, fhir: bool, model: 
                     bar.update(1)
                     continue
                 row: dict[str, Any] = {"id": record_id, "medical": result.model_dump(mode="json")}
-                if fhir:
-                    row["fhir"] = to_fhir_bundle(result, seed=str(record_id if record_id is not None else number))
+                if fhir or ndjson is not None:
+                    bundle = to_fhir_bundle(result, seed=str(record_id if record_id is not None else number))
+                    if fhir:
+                        row["fhir"] = bundle
+                    if ndjson is not None:
+                        bundles.append(bundle)
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done += 1
                 bar.update(1)
+        if ndjson is not None:
+            _write_ndjson(ndjson, bundles)
     finally:
         if pool is not None:
             await pool.close()
@@ -89,13 +108,16 @@ def register(app: typer.Typer) -> None:
         input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: {id, text}"),
         output: Path = typer.Option(..., "-o", "--output", help="JSONL written here"),
         mode: str = typer.Option("rules", help="rules (no model) | llm (model-assisted, through the pool)"),
-        fhir: bool = typer.Option(False, "--fhir/--no-fhir", help="Add a validated FHIR R4 Bundle per line"),
+        fhir: bool = typer.Option(False, "--fhir/--no-fhir", help="Add a FHIR R4 Bundle (validated) per line"),
+        ndjson: Path | None = typer.Option(
+            None, "--ndjson", file_okay=False,
+            help="Also export the FHIR R4 resources to DIR/<ResourceType>.ndjson (Bulk Data style)"),
         model: str | None = typer.Option(None, help="LLM mode: a model name from the catalogue"),
     ) -> None:
         """Extract problems, medications, procedures, labs, vitals and allergies from a JSONL file."""
         if mode not in ("rules", "llm"):
             raise typer.BadParameter("mode must be rules or llm")
-        done, failed = asyncio.run(_run(input_path, output, mode=mode, fhir=fhir, model=model))
+        done, failed = asyncio.run(_run(input_path, output, mode=mode, fhir=fhir, model=model, ndjson=ndjson))
         typer.echo(f"{done} extracted, {failed} failed", err=True)
         if failed and not done:
             raise typer.Exit(1)

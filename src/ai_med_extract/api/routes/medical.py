@@ -2,18 +2,21 @@
 
     POST /extract_medical_data     text, or the id of a processed document -> a stored record (v1)
     GET  /get_updated_medical_data record_id or document_id [version] -> data, FHIR bundle, history
+    GET  /medical/{record_id}/fhir [version] -> the FHIR R4 Bundle alone, as application/fhir+json
     PUT  /update_medical_data      record_id, version read, corrected data -> next version (409 if stale)
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ai_med_extract.agents.medical.extractor import MedicalExtractor
-from ai_med_extract.agents.medical.fhir import to_fhir_bundle
+from ai_med_extract.agents.medical.fhir import FHIR_MEDIA_TYPE, to_fhir_bundle
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
@@ -185,6 +188,36 @@ async def get_updated_medical_data(
         request_data={"version": view.version, "latest_version": latest.version, "fhir": fhir},
     )
     return _out(view, latest.version, fhir=fhir, history=history)
+
+
+@router.get(
+    "/medical/{record_id}/fhir",
+    response_class=Response,
+    responses={200: {"content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}},
+                     "description": "A FHIR R4 (4.0.1) Bundle of type collection"}},
+)
+async def medical_record_fhir(
+    services: ServicesDep,
+    session: SessionDep,
+    audit: AuditDep,
+    principal: ReaderDep,
+    record_id: str = Path(..., max_length=64),
+    version: int | None = Query(None, ge=1, description="A past version (default: the latest)"),
+) -> Response:
+    """The record's FHIR R4 Bundle on its own, for loading into other systems."""
+
+    repo = MedicalRecordRepository(services.cipher)
+    view = await repo.get(session, record_id, version=version)
+    data = MedicalExtraction.model_validate(view.data)
+    bundle = await asyncio.to_thread(to_fhir_bundle, data, seed=f"{view.id}/{view.version}")
+    await audit.record(
+        action="medical.read",
+        resource_type="medical_record",
+        resource_id=record_id,
+        phi_accessed=True,
+        request_data={"version": view.version, "format": "fhir"},
+    )
+    return Response(json.dumps(bundle, ensure_ascii=False), media_type=FHIR_MEDIA_TYPE)
 
 
 @router.put("/update_medical_data", response_model=UpdateOut)
