@@ -169,6 +169,22 @@ def first_date(text: str, *, min_precision: Precision = "day", reference: date |
     return found[0].iso() if found else None
 
 
+_YEAR_CUE = re.compile(r"(?:in|on|at|of|from|dated?)?")
+
+
+def procedure_date(tail: str, *, reference: date | None = None) -> str | None:
+    """The date written right after a procedure name: any date to the month ("colonoscopy March
+    2019"), or a year alone when nothing but a cue word stands before it ("CABG in 1998")."""
+
+    found = find_dates(tail, reference=reference)
+    precise = next((d for d in found if d.precision != "year"), None)
+    if precise is not None:
+        return precise.iso()
+    if found and _YEAR_CUE.fullmatch(tail[: found[0].start].strip()):
+        return found[0].iso()
+    return None
+
+
 def normalise_lab_unit(raw: str | None) -> str | None:
     if not raw:
         return None

@@ -69,7 +69,6 @@ _REACTION_RE = re.compile(
     re.IGNORECASE,
 )
 _SEVERITY_RE = re.compile(r"\b(mild|moderate|severe|life[- ]threatening)\b", re.IGNORECASE)
-_YEAR_RE = re.compile(r"\b(?:in|on|at|of|from|dated?)?\s*((?:19|20)\d\d)\b")
 # words after a drug name that show the word names a lab or a level, not a medication
 _LAB_AFTER = re.compile(r"^\s*(?:level|levels|lvl|was|of\s+\d)", re.IGNORECASE)
 
@@ -219,13 +218,9 @@ class RuleDetectors:
         for s, e, t in self._terms(text, self._procedure_re):
             c = Candidate("procedure", s, e, "lexicon:procedures", t.canonical)
             tail = re.split(r"[.;,]\s|\n", text[e : e + 40], maxsplit=1)[0]
-            date = ms.first_date(tail, min_precision="month")
+            date = ms.procedure_date(tail)
             if date:
                 c.data["date"] = date
-            else:
-                year = _YEAR_RE.match(tail.strip())
-                if year:
-                    c.data["date"] = year.group(1)
             found.append(c)
         return _longest_first(found)
 
