@@ -117,6 +117,8 @@ def test_an_invalid_resource_is_refused_by_r4_validation(extractor: MedicalExtra
     with pytest.raises(FhirInvalid) as caught:
         validate_r4(data)
     assert "twice" not in str(caught.value.details)  # element paths only, never the values
+    paths = caught.value.details["paths"]
+    assert paths and all(p.startswith("Bundle.entry[") and ".resource.dosage" in p for p in paths)
     procedure = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Procedure")
     statement["dosage"] = dosage
     validate_r4(data)
@@ -124,6 +126,12 @@ def test_an_invalid_resource_is_refused_by_r4_validation(extractor: MedicalExtra
     procedure["performedDateTime"] = "2019"
     with pytest.raises(FhirInvalid):
         validate_r4(data)
+
+
+def test_the_validator_is_fhir_r4_4_0_1() -> None:
+    import fhirkit
+
+    assert fhirkit.FHIR_VERSION == "4.0.1"
 
 
 def test_vital_signs_carry_the_r4_profile_and_every_observation_an_effective_time(bundle: dict) -> None:

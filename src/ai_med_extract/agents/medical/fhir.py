@@ -366,11 +366,11 @@ def validate_r4(resource: dict[str, Any]) -> None:
 
     import fhirkit
 
-    issues = [i for i in fhirkit.validate(resource) if getattr(i, "severity", "error") == "error"]
+    issues = [i for i in fhirkit.validate(resource) if i.severity == "error"]
     if issues:
         raise FhirInvalid(
             "the FHIR bundle does not conform to FHIR R4",
-            details={"paths": sorted({str(getattr(i, "path", "?")) for i in issues})[:20], "issues": len(issues)},
+            details={"paths": sorted({i.path for i in issues})[:20], "issues": len(issues)},
         )
 
 
