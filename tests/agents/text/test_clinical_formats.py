@@ -173,6 +173,22 @@ async def test_odt_paragraphs_and_table_rows_in_order(agent: TextExtractionAgent
     assert result.text == "Clinic letter\nSeen today for review.\nTest | Result\nHbA1c | 6.1 %"
 
 
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (cf.odt_with_member("content.xml", b"<office:document-content>not closed"), "CORRUPT_ODT"),
+        (cf.odt_with_member("Pictures/pad.bin", b"\x00" * (20 * 1024 * 1024)), "ZIP_BOMB"),
+    ],
+    ids=["corrupt", "zip-bomb"],
+)
+async def test_hostile_odt_is_refused_with_a_stable_code(agent: TextExtractionAgent, data: bytes, code: str) -> None:
+    assert detect(data).kind is DocumentKind.odt
+    with pytest.raises(AppError) as caught:
+        await agent.extract(data)
+
+    assert (caught.value.status_code, caught.value.code) == (422, code)
+
+
 async def test_rtf_text_with_code_page_escapes(agent: TextExtractionAgent) -> None:
     result = await agent.extract(cf.rtf(["Fièvre 38,5 °C depuis hier.", "Paracetamol 1 g."]))
 

@@ -330,38 +330,36 @@ def _number(value: str | None) -> float | None:
 # -- narrative and paths ------------------------------------------------------------------------
 
 
+_BLOCKS = frozenset({"paragraph", "item", "caption", "list", "table", "thead", "tbody", "tfoot", "section"})
+_HIDDEN = frozenset({"footnoteRef", "renderMultiMedia"})
+
+
 def _narrative_lines(element: ET.Element) -> Iterator[str]:
-    """Lines of a narrative block: paragraphs, list items, table rows, captions."""
+    """Lines of a narrative block: paragraphs, list items, table rows (cells joined), captions."""
     inline: list[str] = [element.text or ""]
+
+    def flush() -> Iterator[str]:
+        line = " ".join("".join(inline).split())
+        inline.clear()
+        if line:
+            yield line
+
     for child in element:
         name = _local(child.tag)
-        if name in ("paragraph", "item", "caption"):
-            if "".join(inline).strip():
-                yield " ".join("".join(inline).split())
-            inline = []
-            yield from _narrative_lines(child)
-        elif name in ("list", "table", "thead", "tbody", "tfoot", "section"):
-            if "".join(inline).strip():
-                yield " ".join("".join(inline).split())
-            inline = []
+        if name in _BLOCKS:
+            yield from flush()
             yield from _narrative_lines(child)
         elif name == "tr":
-            if "".join(inline).strip():
-                yield " ".join("".join(inline).split())
-            inline = []
+            yield from flush()
             cells = [" ".join(" ".join(_narrative_lines(cell)).split()) for cell in child]
             if any(cells):
                 yield _CELL_SEPARATOR.join(cells)
         elif name == "br":
-            yield " ".join("".join(inline).split())
-            inline = []
-        elif name in ("footnoteRef", "renderMultiMedia"):
-            pass
-        else:
+            yield from flush()
+        elif name not in _HIDDEN:
             inline.append(_text(child))
         inline.append(child.tail or "")
-    if "".join(inline).strip():
-        yield " ".join("".join(inline).split())
+    yield from flush()
 
 
 def _text(element: ET.Element | None) -> str:
