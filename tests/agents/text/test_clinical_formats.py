@@ -268,3 +268,11 @@ async def test_docx_text_boxes_footnotes_and_comments_in_reading_order(agent: Te
     )
     assert notes == "Footnote: ECG attached\nComment: confirm the appointment"
     assert [s.kind.value for s in result.segments] == ["body", "note"]
+
+
+async def test_docx_words_in_tracked_insertions_fields_and_inline_controls_are_read(
+    agent: TextExtractionAgent,
+) -> None:
+    result = await agent.extract(cf.docx_with_inline_wrappers())
+
+    assert result.text == "Started apixaban 5 mg twice daily"

@@ -137,6 +137,40 @@ def _block_lines(container: Any, parent: Any, numbering: _Numbering) -> Iterator
                 yield from _block_lines(content, parent, numbering)
 
 
+_R = qn("w:r")
+_SDT = qn("w:sdt")
+_SDT_CONTENT = qn("w:sdtContent")
+_ALTERNATE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"
+_CHOICE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Choice"
+# Inline wrappers whose runs are part of the visible text (tracked insertions, fields, links, tags).
+_INLINE = frozenset(
+    qn(tag)
+    for tag in ("w:hyperlink", "w:ins", "w:smartTag", "w:fldSimple", "w:customXml", "w:moveTo", "w:dir", "w:bdo")
+)
+
+
+def paragraph_text(element: Any) -> str:
+    """A paragraph's visible text: its runs, also inside links, tracked insertions, inline content
+    controls, smart tags and simple fields (python-docx's ``Paragraph.text`` reads runs and links
+    only); deleted and moved-away text is left out."""
+    out: list[str] = []
+    for child in element.iterchildren():
+        tag = child.tag
+        if tag == _R:
+            out.append(child.text)
+        elif tag in _INLINE:
+            out.append(paragraph_text(child))
+        elif tag == _SDT:
+            content = child.find(_SDT_CONTENT)
+            if content is not None:
+                out.append(paragraph_text(content))
+        elif tag == _ALTERNATE:
+            choice = child.find(_CHOICE)
+            if choice is not None:
+                out.append(paragraph_text(choice))
+    return "".join(out)
+
+
 _TXBX = qn("w:txbxContent")
 _FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 _P = qn("w:p")
@@ -256,7 +290,7 @@ class _Numbering:
         self._counters: dict[str, list[int]] = {}
 
     def render(self, paragraph: Paragraph) -> str:
-        text = paragraph.text
+        text = paragraph_text(paragraph._p)
         found = self._num_pr(paragraph)
         if found is None:
             return text
