@@ -1,7 +1,8 @@
 """Text extraction agent against bare peers, on the same generated files, in one run.
 
     python bench/text_extraction.py [--pdf-pages 60] [--scan-pages 4] [--runs 3] [--skip-speech]
-                                    [--only pdf|scans|speech]
+                                    [--parallel-pages 100] [--workers 1,2]
+                                    [--only pdf|scans|parallel|speech]
 
 1. Text PDFs: pages/second of ``TextExtractionAgent.extract`` against bare pypdf
    (``PdfReader`` + ``page.extract_text()``): the ratio should be close to 1.
@@ -14,6 +15,11 @@
    espeak-ng clip. openai-whisper ships no weights, so it runs a random-weight checkpoint of the
    same tiny.en dimensions, forced to decode as many tokens as faster-whisper produced (EOT
    suppressed): same architecture, same amount of work, timing only.
+
+4. Page-parallel OCR: pages/second of the agent on one scanned PDF of ``--parallel-pages`` pages
+   (rendered text pages) with ``page_workers`` = each of ``--workers``, against the bare
+   ``tesseract`` CLI run page after page on the PNG images the PDF was made from. Text PDFs keep
+   the default (1 worker, section 1).
 
 Runs are interleaved so that load on a shared machine hits every contender alike, with a garbage
 collection before each; medians are reported. Results also go to bench/results/text_extraction.json.
@@ -67,9 +73,9 @@ DICTATION = (
 )
 
 
-def interleaved(contenders: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
+def interleaved(contenders: dict[str, Callable[[], Any]], runs: int, *, warm_up: bool = True) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for fn in contenders.values():  # warm-up (imports, caches, model loads)
+    for fn in contenders.values() if warm_up else ():  # warm-up (imports, caches, model loads)
         fn()
     for _ in range(runs):
         for name, fn in contenders.items():
@@ -174,6 +180,65 @@ def bench_scans(pages: int, runs: int) -> dict[str, Any]:
         ratio = result.get(f"ratio_{name}_to_cli")
         print(
             f"scans, {pages} pages, {name}: {result[f'{name}_pages_per_s']} pages/s, "
+            f"WER {result[f'{name}_wer']}" + (f", ratio to tesseract CLI {ratio}" if ratio else "")
+        )
+    return result
+
+
+# -- 4. page-parallel OCR ----------------------------------------------------------------------
+def bench_parallel(pages: int, workers: list[int], runs: int) -> dict[str, Any]:
+    truth_pages = [[f"Page {n}."] + LINES for n in range(1, pages + 1)]
+    truth = " ".join(words(" ".join(lines)) for lines in truth_pages)
+    images = [docs.page_image(lines) for lines in truth_pages]
+    scanned_pdf = docs.scanned_pdf(truth_pages)
+    folder = Path(tempfile.mkdtemp(prefix="bench-parallel-"))
+    paths = []
+    for n, image in enumerate(images, start=1):
+        path = folder / f"page{n}.png"
+        path.write_bytes(docs.image_bytes(image, "PNG", dpi=(200, 200)))
+        paths.append(path)
+    agents = {
+        w: TextExtractionAgent(ExtractionSettings(page_workers=w, max_pages=max(500, pages)), max_bytes=10**9)
+        for w in workers
+    }
+    warm = docs.scanned_pdf(truth_pages[:2])
+    for agent in agents.values():  # start the worker processes before timing
+        asyncio.run(agent.extract(warm))
+    outputs: dict[str, str] = {}
+
+    def cli() -> None:
+        texts = []
+        for path in paths:
+            done = subprocess.run(
+                ["tesseract", str(path), "stdout", "-l", "eng", "--psm", "3"],
+                capture_output=True,
+                check=True,
+                text=True,
+            )
+            texts.append(done.stdout)
+        outputs["tesseract_cli"] = " ".join(texts)
+
+    def with_workers(w: int) -> Callable[[], None]:
+        def run() -> None:
+            outputs[f"agent_{w}_workers"] = asyncio.run(agents[w].extract(scanned_pdf)).text
+
+        return run
+
+    contenders: dict[str, Callable[[], None]] = {"tesseract_cli": cli}
+    contenders.update({f"agent_{w}_workers": with_workers(w) for w in workers})
+    medians = interleaved(contenders, runs, warm_up=False)
+    for agent in agents.values():
+        agent.close()
+    result: dict[str, Any] = {"pages": pages, "workers": workers}
+    for name, seconds in medians.items():
+        result[f"{name}_pages_per_s"] = round(pages / seconds, 3)
+        result[f"{name}_wer"] = round(jiwer.wer(truth, words(outputs[name])), 4)
+        if name != "tesseract_cli":
+            result[f"ratio_{name}_to_cli"] = round(medians["tesseract_cli"] / seconds, 3)
+    for name in medians:
+        ratio = result.get(f"ratio_{name}_to_cli")
+        print(
+            f"scanned PDF, {pages} pages, {name}: {result[f'{name}_pages_per_s']} pages/s, "
             f"WER {result[f'{name}_wer']}" + (f", ratio to tesseract CLI {ratio}" if ratio else "")
         )
     return result
@@ -295,7 +360,9 @@ def main() -> None:
     parser.add_argument("--scan-pages", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-speech", action="store_true")
-    parser.add_argument("--only", choices=["pdf", "scans", "speech"], help="Run one section")
+    parser.add_argument("--parallel-pages", type=int, default=100, help="Pages of the page-parallel scan")
+    parser.add_argument("--workers", default="1,2", help="page_workers values to compare, comma-separated")
+    parser.add_argument("--only", choices=["pdf", "scans", "parallel", "speech"], help="Run one section")
     args = parser.parse_args()
 
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
@@ -303,6 +370,9 @@ def main() -> None:
         results["text_pdf"] = bench_text_pdfs(args.pdf_pages, args.runs)
     if args.only in (None, "scans"):
         results["scans"] = bench_scans(args.scan_pages, args.runs)
+    if args.only in (None, "parallel"):
+        workers = [int(w) for w in args.workers.split(",") if w.strip()]
+        results["parallel"] = bench_parallel(args.parallel_pages, workers, args.runs)
     if args.only == "speech" or (args.only is None and not args.skip_speech):
         results["speech"] = bench_speech(args.runs)
     out = ROOT / "results" / "text_extraction.json"

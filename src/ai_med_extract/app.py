@@ -61,14 +61,18 @@ def build_pipeline(agents: dict[str, Any]) -> DocumentPipeline:
 
     stages: list[Stage] = []
     stages.append(
-        Stage("extract_text", text_extraction_stage(agents["text"], stage_count=lambda: len(stages)))
+        Stage(
+            "extract_text",
+            text_extraction_stage(agents["text"], stage_count=lambda: len(stages)),
+            required=True,
+        )
     )
     if "phi" in agents:
         stages.append(Stage("scrub_phi", scrub_phi_stage(agents["phi"])))
     if "medical" in agents:
         from ai_med_extract.agents.medical.stage import extract_medical_stage
 
-        stages.append(Stage("extract_medical", extract_medical_stage(agents["medical"])))
+        stages.append(Stage("extract_medical", extract_medical_stage(agents["medical"]), needs=("scrub_phi",)))
     return DocumentPipeline(stages)
 
 

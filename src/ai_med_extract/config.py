@@ -100,6 +100,16 @@ class ExtractionSettings(BaseModel):
         200 * 1024 * 1024, ge=1, description="Total uncompressed size a DOCX may expand to"
     )
     docx_max_ratio: float = Field(100.0, gt=1, description="Largest compression ratio a DOCX member may have")
+    container_max_depth: int = Field(
+        3, ge=1, le=10, description="Documents nested in documents (FHIR attachments, C-CDA bodies) read this deep"
+    )
+    convert_timeout_s: float = Field(
+        60.0, gt=0, description="Longest an external converter (antiword for .doc) may run"
+    )
+    page_workers: int = Field(
+        1, ge=1, le=64, description="Processes that OCR / read PDF pages at the same time (1: in the job's thread)"
+    )
+    page_batch: int = Field(4, ge=1, le=100, description="Pages handed to a page worker as one task")
     max_audio_seconds: float = Field(300.0, gt=0, description="Longest accepted audio")
     audio_chunk_s: float = Field(30.0, ge=5, le=30, description="Audio is transcribed in chunks this long")
     audio_decode_timeout_s: float = Field(120.0, gt=0, description="Longest ffmpeg may take to decode audio")

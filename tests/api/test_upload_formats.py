@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures import clinical_formats as cf
 from tests.fixtures import documents as docs
 from tests.support import parse_sse, wait_for_job
 
@@ -201,5 +202,67 @@ async def test_hostile_documents_fail_their_job_and_the_worker_goes_on(
 
     assert job["status"] == "failed"
     assert events[-1]["data"]["code"] == code
+    follow_up, _ = await run_upload(client, "ok.txt", b"Still processing uploads\n")
+    assert follow_up["status"] == "completed"
+
+
+FORMATS = [
+    pytest.param("ccd.xml", cf.ccda, "Plan of Treatment\nRecheck fasting glucose in three months.", "cda", id="ccda"),
+    pytest.param(
+        "docref.json",
+        lambda: cf.fhir_json(cf.document_reference(docs.text_pdf([["Attached discharge note"]]), "application/pdf")),
+        "Attached discharge note",
+        "fhir",
+        id="fhir-document-reference",
+    ),
+    pytest.param("letter.odt", lambda: cf.odt(["Clinic letter", "Seen today."]), "Clinic letter\nSeen today.", "odt",
+                 id="odt"),
+    pytest.param("note.rtf", lambda: cf.rtf(["Seen today.", "Plan unchanged."]), "Seen today.\nPlan unchanged.", "rtf",
+                 id="rtf"),
+    pytest.param("note.txt", lambda: "Seen today, afebrile.\n".encode("utf-16-be"), "Seen today, afebrile.\n", "text",
+                 id="utf16-be-without-bom"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "make", "expected", "kind"), FORMATS)
+async def test_formats_clinical_systems_export_are_extracted_through_the_upload_job(
+    client: httpx.AsyncClient, name: str, make: Any, expected: str, kind: str
+) -> None:
+    job, events = await run_upload(client, name, make())
+
+    assert job["status"] == "completed", job
+    [document] = job["result"]["documents"]
+    assert expected in document["text"]
+    assert document["extraction"]["metadata"]["kind"] == kind
+    assert events[-1]["event"] == "complete"
+
+
+async def test_ccda_entries_reach_the_medical_record_with_their_xml_provenance(client: httpx.AsyncClient) -> None:
+    response = await upload(client, "ccd.xml", cf.ccda())
+    job = await wait_for_job(client, response.json()["job_id"], timeout=300)
+
+    assert job["status"] == "completed", job
+    [document] = job["result"]["documents"]
+    source = document["phi"]["text"]
+    coded = [item for item in document["medical"]["problems"] if item["detector"] == "cda"]
+    assert [item["name"] for item in coded] == [cf.PROBLEM[1].lower()]
+    [problem] = coded
+    assert source[problem["start"] : problem["end"]] == problem["text"]
+    assert problem["source_path"].startswith("/ClinicalDocument/component/structuredBody/component")
+    assert {"system": "http://snomed.info/sct", "code": cf.PROBLEM[0]} in [
+        {"system": c["system"], "code": c["code"]} for c in problem["codes"]
+    ]
+    assert [s["status"] for s in document["stages"]] == ["succeeded"] * 3
+    conditions = [
+        e["resource"] for e in document["medical"]["fhir"]["entry"] if e["resource"]["resourceType"] == "Condition"
+    ]
+    assert any(cf.PROBLEM[0] in str(c.get("code")) for c in conditions)
+
+
+async def test_hostile_ccda_fails_its_job_with_xml_unsafe_and_the_worker_goes_on(client: httpx.AsyncClient) -> None:
+    job, events = await run_upload(client, "bomb.xml", cf.hostile_ccda(cf.ENTITY_EXPANSION))
+
+    assert job["status"] == "failed"
+    assert events[-1]["data"]["code"] == "XML_UNSAFE"
     follow_up, _ = await run_upload(client, "ok.txt", b"Still processing uploads\n")
     assert follow_up["status"] == "completed"

@@ -6,15 +6,29 @@ A stage is an async callable ``stage(ctx, file, doc) -> doc``: it receives the j
 stored input and the document result built so far (a dict), and returns it extended with its own
 key (``text``/``extraction``, ``phi``, ``medical``). Stages run blocking work through
 ``ctx.run_blocking`` and report progress through ``ctx.progress``.
+
+A stage marked ``required`` (text extraction: without text there is nothing to deliver) fails the job
+when it fails. Any other stage that fails is recorded and the document goes on to the next stage, so
+the text and its de-identified copy are delivered even when, say, medical extraction fails. Every
+document result carries ``stages``: one ``StageOutcome`` per stage, in order, with the stable error
+code of a stage that failed (``INTERNAL_ERROR`` for an unexpected error, whose message is never
+passed on: it may quote the document). A stage is skipped (``STAGE_SKIPPED``) when a stage it
+``needs`` failed: medical extraction is not run on text whose de-identification failed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
-from ai_med_extract.jobs.context import JobContext, StoredFile
+from ai_med_extract.errors import AppError
+from ai_med_extract.jobs.context import JobCancelled, JobContext, StoredFile
+from ai_med_extract.observability.logs import log_exception
+
+logger = logging.getLogger(__name__)
 
 StageFn = Callable[[JobContext, StoredFile, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -23,6 +37,33 @@ StageFn = Callable[[JobContext, StoredFile, dict[str, Any]], Awaitable[dict[str,
 class Stage:
     name: str
     run: StageFn
+    required: bool = False
+    needs: tuple[str, ...] = ()  # stages whose failure means this one is skipped
+
+
+class StageStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+    skipped = "skipped"  # a stage it needs failed
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutcome:
+    """What became of one stage for one document (PHI-free: a name, a status, a stable code)."""
+
+    stage: str
+    status: StageStatus
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def failure(cls, stage: str, exc: Exception) -> StageOutcome:
+        if isinstance(exc, AppError):
+            return cls(stage, StageStatus.failed, exc.code, exc.message)
+        return cls(stage, StageStatus.failed, "INTERNAL_ERROR", "the stage failed; see the service logs")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: (str(value) if key == "status" else value) for key, value in asdict(self).items()}
 
 
 class DocumentPipeline:
@@ -38,13 +79,41 @@ class DocumentPipeline:
         documents: list[dict[str, Any]] = []
         for index, file in enumerate(ctx.files):
             doc: dict[str, Any] = {"document_id": file.document_id, "media_type": file.media_type}
+            outcomes: list[StageOutcome] = []
             for position, stage in enumerate(self.stages):
                 ctx.check_cancelled()
                 step = index * len(self.stages) + position
                 await ctx.progress(
-                    stage.name, 100.0 * step / total, f"document {index + 1} of {len(ctx.files)}: {stage.name}"
+                    stage.name,
+                    100.0 * step / total,
+                    f"document {index + 1} of {len(ctx.files)}: {stage.name}",
                 )
-                doc = await stage.run(ctx, file, doc)
+                failed = {o.stage for o in outcomes if o.status is not StageStatus.succeeded}
+                if failed.intersection(stage.needs):
+                    outcomes.append(
+                        StageOutcome(
+                            stage.name, StageStatus.skipped, "STAGE_SKIPPED", "a stage this one needs failed"
+                        )
+                    )
+                    continue
+                if stage.required:
+                    doc = await stage.run(ctx, file, doc)
+                    outcomes.append(StageOutcome(stage.name, StageStatus.succeeded))
+                    continue
+                try:
+                    doc = await stage.run(ctx, file, doc)
+                except JobCancelled:
+                    raise
+                except Exception as exc:  # recorded; the document's earlier results still go out
+                    if not isinstance(exc, AppError):
+                        log_exception(logger, "pipeline stage failed", exc, stage=stage.name)
+                    outcomes.append(StageOutcome.failure(stage.name, exc))
+                    logger.info(
+                        "pipeline stage failed", extra={"stage": stage.name, "error_code": outcomes[-1].code}
+                    )
+                else:
+                    outcomes.append(StageOutcome(stage.name, StageStatus.succeeded))
+            doc["stages"] = [o.to_dict() for o in outcomes]
             await ctx.save_document_result(file.document_id, doc)
             documents.append(doc)
         await ctx.progress("done", 100.0, f"{len(documents)} document(s) processed")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import PayloadTooLarge
+from .chunking import chunk_spans
 from .context import ClinicalContext
 from .rules import Candidate, RuleDetectors, _overlaps
 from .schema import (
@@ -52,9 +53,17 @@ VITAL_LOINC: dict[str, tuple[str, ...]] = {
 }
 
 
+CHUNK_LOOKAHEAD = 400  # characters after a chunk that its extraction reads (not keeps)
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractorLimits:
-    max_chars: int = 2_000_000
+    """``chunk_chars``: texts longer than this are extracted chunk by chunk (chunks end between
+    sentences, offsets stay those of the whole text). ``max_chars``: an optional hard cap for direct
+    API calls; None (the default) takes any length, as the upload pipeline needs."""
+
+    chunk_chars: int = 100_000
+    max_chars: int | None = None
 
 
 class MedicalExtractor:
@@ -113,19 +122,69 @@ class MedicalExtractor:
     def extract(self, text: str, *, extra: list[Proposal] | None = None) -> MedicalExtraction:
         """Rules mode (blocking: call from a worker thread inside async code)."""
 
-        if len(text) > self.limits.max_chars:
+        if self.limits.max_chars is not None and len(text) > self.limits.max_chars:
             raise PayloadTooLarge(
                 "text too long for medical extraction",
                 code="MEDICAL_TEXT_TOO_LONG",
                 details={"chars": len(text), "max_chars": self.limits.max_chars},
             )
+        if len(text) <= self.limits.chunk_chars:
+            return self._extract_one(text, extra or [])
+        return self._extract_chunked(text, extra or [])
+
+    def _extract_one(self, text: str, extra: list[Proposal]) -> MedicalExtraction:
         candidates = self.detectors.detect(text)
-        for proposal in extra or ():
+        for proposal in extra:
             cand = self.detectors.from_proposal(text, proposal.kind, proposal.start, proposal.end, proposal.detector)
             if cand is not None and not _duplicate(cand, candidates):
                 candidates.append(cand)
         result = self._assemble(text, candidates)
         return result
+
+    def _extract_chunked(self, text: str, extra: list[Proposal]) -> MedicalExtraction:
+        """Each chunk extracted on its own, then shifted into the whole text and renumbered.
+
+        A chunk is read with a little of the text after it (``CHUNK_LOOKAHEAD``), so a rule that
+        looks past an item's last word sees what follows it, as in one pass; items that start in
+        that look-ahead belong to the next chunk. A chunk that starts inside a section (its heading
+        in an earlier chunk) keeps that section for the items before its own first heading.
+        """
+        out = MedicalExtraction(text_length=len(text))
+        counters: dict[str, int] = {}
+        carried: str | None = None
+        last_end: dict[str, int] = {}
+        for start, end in chunk_spans(text, self.limits.chunk_chars):
+            window = min(len(text), end + CHUNK_LOOKAHEAD)
+            proposals = [
+                replace(p, start=p.start - start, end=p.end - start)
+                for p in extra
+                if start <= p.start < end and p.end <= window
+            ]
+            part = self._extract_one(text[start:window], proposals)
+            own_sections = [s for s in part.sections if s.start < end - start]
+            first_heading = own_sections[0].start if own_sections else end - start
+            for kind, name in _LIST_NAME.items():
+                items = getattr(out, name)
+                for item in getattr(part, name):
+                    if item.start >= end - start or item.start + start < last_end.get(kind, 0):
+                        continue  # the next chunk's, or already taken from the previous chunk
+                    counters[kind] = counters.get(kind, 0) + 1
+                    update: dict[str, Any] = {
+                        "id": f"{kind}-{counters[kind]}",
+                        "start": item.start + start,
+                        "end": item.end + start,
+                    }
+                    if item.section is None and carried is not None and item.start < first_heading:
+                        update["section"] = carried
+                    items.append(item.model_copy(update=update))
+                    last_end[kind] = item.end + start
+            out.sections.extend(
+                s.model_copy(update={"start": s.start + start, "end": min(s.end, end - start) + start})
+                for s in own_sections
+            )
+            if own_sections:
+                carried = own_sections[-1].category
+        return out
 
     async def aextract(self, text: str, *, mode: Mode = "rules", model: str | None = None) -> MedicalExtraction:
         if mode == "rules":

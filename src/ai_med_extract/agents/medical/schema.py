@@ -50,6 +50,9 @@ class Item(_Model):
     section: str | None = Field(None, description="Normalised section category (hpi, medications, ...)")
     context: Context = Field(default_factory=Context)
     codes: list[Code] = Field(default_factory=list)
+    source_path: str | None = Field(
+        None, description="Structured source (C-CDA): XPath-like path of the XML element the item came from"
+    )
 
 
 class Problem(Item):

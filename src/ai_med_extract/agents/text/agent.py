@@ -17,9 +17,14 @@ from typing import Any
 
 from ai_med_extract.agents.text.audio import AudioExtractor, Transcriber
 from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
+from ai_med_extract.agents.text.cda import CdaExtractor
 from ai_med_extract.agents.text.detect import Detected, detect
+from ai_med_extract.agents.text.doc import DocExtractor
+from ai_med_extract.agents.text.fhir_document import FhirDocumentExtractor, too_deep
 from ai_med_extract.agents.text.image import ImageExtractor
 from ai_med_extract.agents.text.ocr import OcrEngine
+from ai_med_extract.agents.text.odt import OdtExtractor
+from ai_med_extract.agents.text.pages import page_runner
 from ai_med_extract.agents.text.pdf import PdfExtractor
 from ai_med_extract.agents.text.plain import PlainTextExtractor
 from ai_med_extract.agents.text.result import (
@@ -29,6 +34,7 @@ from ai_med_extract.agents.text.result import (
     TextAssembler,
     count_words,
 )
+from ai_med_extract.agents.text.rtf import RtfExtractor
 from ai_med_extract.agents.text.word import DocxExtractor
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import PayloadTooLarge, ServiceUnavailable
@@ -55,14 +61,24 @@ class TextExtractionAgent:
         self.settings = settings
         self.max_bytes = max_bytes
         ocr = ocr or OcrEngine(settings)
+        self._pages = page_runner(settings.page_workers, settings.page_batch)
         chosen = extractors or [
-            PdfExtractor(settings, ocr),
+            PdfExtractor(settings, ocr, self._pages),
             DocxExtractor(settings),
-            ImageExtractor(settings, ocr),
+            ImageExtractor(settings, ocr, self._pages),
             PlainTextExtractor(),
             AudioExtractor(settings, transcriber),
+            DocExtractor(settings),
+            OdtExtractor(settings),
+            RtfExtractor(),
+            CdaExtractor(settings, self._extract_nested, max_bytes=max_bytes),
+            FhirDocumentExtractor(settings, self._extract_nested, max_bytes=max_bytes),
         ]
         self._extractors: dict[DocumentKind, Extractor] = {e.kind: e for e in chosen}
+
+    def close(self) -> None:
+        """Stop the page workers' processes (when ``page_workers`` > 1)."""
+        self._pages.close()
 
     def available(self) -> dict[str, bool]:
         """Which formats this server can read (health and ``/transcribe`` use it)."""
@@ -81,6 +97,26 @@ class TextExtractionAgent:
         on_step: StepCallback | None = None,
         check_cancelled: Callable[[], None] | None = None,
     ) -> ExtractedDocument:
+        return await self._extract(
+            data, password=password, run=run, on_step=on_step, check_cancelled=check_cancelled, depth=0
+        )
+
+    async def _extract_nested(self, data: bytes, depth: int, run: Runner) -> ExtractedDocument:
+        """An attachment inside a container document, extracted as a document of its own type."""
+        if depth > self.settings.container_max_depth:
+            raise too_deep(self.settings.container_max_depth)
+        return await self._extract(data, password=None, run=run, on_step=None, check_cancelled=None, depth=depth)
+
+    async def _extract(
+        self,
+        data: bytes,
+        *,
+        password: str | None,
+        run: Runner,
+        on_step: StepCallback | None,
+        check_cancelled: Callable[[], None] | None,
+        depth: int,
+    ) -> ExtractedDocument:
         started = time.perf_counter()
         self._check_size(data)
         detected: Detected = await run(detect, data)
@@ -92,7 +128,7 @@ class TextExtractionAgent:
                 details={"kind": detected.kind.value},
             )
         out = ExtractionOutput(assembler=TextAssembler(extractor.separator()))
-        source = Source(data=data, media_type=detected.media_type, password=password)
+        source = Source(data=data, media_type=detected.media_type, password=password, depth=depth)
         steps = extractor.extract(source, out, run)
         async with contextlib.aclosing(steps):  # type: ignore[type-var]
             async for step in steps:
@@ -122,6 +158,8 @@ class TextExtractionAgent:
                 model=out.model,
             ),
             warnings=out.warnings,
+            sections=out.sections,
+            structured=out.structured,
         )
         logger.info(
             "text extracted",

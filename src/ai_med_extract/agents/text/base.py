@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ai_med_extract.agents.text.result import DocumentKind, TextAssembler
+from ai_med_extract.agents.medical.schema import MedicalExtraction
+from ai_med_extract.agents.text.result import DocumentKind, DocumentSection, ExtractedDocument, TextAssembler
 
 Runner = Callable[..., Awaitable[Any]]
 """``await run(fn, *args)`` runs ``fn`` off the event loop (``JobContext.run_blocking``)."""
@@ -24,6 +25,7 @@ class Source:
     data: bytes
     media_type: str
     password: str | None = None
+    depth: int = 0  # how deep inside container documents (FHIR, C-CDA attachments) this one sits
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,31 @@ class ExtractionOutput:
     duration_s: float | None = None
     language: str | None = None
     model: str | None = None
+    sections: list[DocumentSection] = field(default_factory=list)
+    structured: MedicalExtraction | None = None
+
+
+Nested = Callable[[bytes, int, "Runner"], Awaitable[ExtractedDocument]]
+"""``await nested(data, depth, run)``: extract an attachment as a document of its own type."""
+
+
+def add_document(out: ExtractionOutput, document: ExtractedDocument) -> None:
+    """Append an extracted attachment's segments to ``out``, its pages numbered on from ``out``'s."""
+    first_page = out.pages
+    for segment in document.segments:
+        out.assembler.add(
+            document.segment_text(segment),
+            kind=segment.kind,
+            method=segment.method,
+            confidence=segment.confidence,
+            page=None if segment.page is None else first_page + segment.page,
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            rotation=segment.rotation,
+        )
+    out.pages += max(1, document.metadata.pages)
+    out.ocr_pages.extend(first_page + page for page in document.metadata.ocr_pages)
+    out.warnings.extend(document.warnings)
 
 
 class Extractor(ABC):

@@ -1,4 +1,5 @@
-"""Images (PNG, JPEG, TIFF incl. multi-page, BMP, GIF, WebP) read with Tesseract, frame by frame.
+"""Images (PNG, JPEG, TIFF incl. multi-page, BMP, GIF, WebP, HEIC/HEIF photos through pillow-heif)
+read with Tesseract, frame by frame.
 
 The pixel count of every frame is checked from the header, before any pixel is decoded, so a
 decompression bomb costs nothing. Errors: ``IMAGE_TOO_LARGE`` (422), ``TOO_MANY_PAGES`` (422),
@@ -7,6 +8,7 @@ decompression bomb costs nothing. Errors: ``IMAGE_TOO_LARGE`` (422), ``TOO_MANY_
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from collections.abc import AsyncIterator
@@ -15,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
 from ai_med_extract.agents.text.ocr import OcrEngine, OcrPage
+from ai_med_extract.agents.text.pages import InlinePageRunner, PageRunner
 from ai_med_extract.agents.text.result import DocumentKind, Method, SegmentKind
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError, Unprocessable
@@ -29,6 +32,15 @@ def set_pillow_pixel_limit(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max_pixels
 
 
+def register_heif() -> None:
+    """Let Pillow open HEIC/HEIF (phone photos of paper) when pillow-heif is installed."""
+    try:
+        from pillow_heif import register_heif_opener  # type: ignore[import-untyped]
+    except ImportError:
+        return
+    register_heif_opener()
+
+
 def too_large(pixels: int, limit: int) -> Unprocessable:
     return Unprocessable(
         "the image has more pixels than allowed",
@@ -41,10 +53,12 @@ class ImageExtractor(Extractor):
     kind = DocumentKind.image
     name = "tesseract"
 
-    def __init__(self, settings: ExtractionSettings, ocr: OcrEngine):
+    def __init__(self, settings: ExtractionSettings, ocr: OcrEngine, pages: PageRunner | None = None):
         self._settings = settings
         self._ocr = ocr
+        self._pages = pages or InlinePageRunner()
         set_pillow_pixel_limit(settings.max_image_pixels)
+        register_heif()
 
     def is_available(self) -> bool:
         return self._ocr.is_available()
@@ -52,21 +66,31 @@ class ImageExtractor(Extractor):
     async def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
         self._ocr.require()
         frames = await run(self._count_frames, source.data)
-        for index in range(frames):
-            page = await run(self._read_frame, source.data, index)
-            out.assembler.add(
-                page.text,
-                kind=SegmentKind.page,
-                method=Method.ocr,
-                confidence=page.confidence,
-                page=index + 1,
-                rotation=page.rotation,
-            )
-            out.ocr_pages.append(index + 1)
-            out.pages += 1
-            if not page.text:
-                out.warnings.append(f"PAGE_EMPTY:{index + 1}")
-            yield Step(index + 1, frames, "page", "ocr")
+        if self._pages.workers > 1 and frames > 1:
+            results = self._pages.results(read_image_frames, source.data, self._settings, frames, run)
+        else:
+            results = InlinePageRunner().results(self._read_frames, source.data, None, frames, run)
+        async with contextlib.aclosing(results):
+            async for index, page in results:
+                self._add(out, index, page)
+                yield Step(index + 1, frames, "page", "ocr")
+
+    def _read_frames(self, data: bytes, _: object, frames: range) -> list[OcrPage]:
+        return [self._read_frame(data, index) for index in frames]
+
+    def _add(self, out: ExtractionOutput, index: int, page: OcrPage) -> None:
+        out.assembler.add(
+            page.text,
+            kind=SegmentKind.page,
+            method=Method.ocr,
+            confidence=page.confidence,
+            page=index + 1,
+            rotation=page.rotation,
+        )
+        out.ocr_pages.append(index + 1)
+        out.pages += 1
+        if not page.text:
+            out.warnings.append(f"PAGE_EMPTY:{index + 1}")
 
     def _open(self, data: bytes) -> Image.Image:
         try:
@@ -117,6 +141,12 @@ class ImageExtractor(Extractor):
             except (OSError, ValueError, EOFError, SyntaxError):
                 raise Unprocessable("the image is corrupt or truncated", code="CORRUPT_IMAGE") from None
         return self._ocr.recognize(frame, dpi=dpi)
+
+
+def read_image_frames(data: bytes, settings: ExtractionSettings, frames: range) -> list[OcrPage]:
+    """A page-range task (runs in any process): OCR of the frames, in order."""
+    reader = ImageExtractor(settings, OcrEngine(settings))
+    return [reader._read_frame(data, index) for index in frames]
 
 
 def _dpi(image: Image.Image) -> int | None:

@@ -6,6 +6,11 @@ not mostly undecodable glyphs. A page with only a short text layer (a fax header
 scan-sized image is OCR'd too, and the richer text kept. Pages are rendered at ``ocr_dpi``, lowered
 for huge pages so that no bitmap exceeds ``max_image_pixels``.
 
+With ``page_workers`` > 1 the pages are read by a process pool in ranges (``pages.py``); each range
+is a ``read_pdf_pages`` task that opens the document from its bytes, and the pages come back in
+page order. With 1 (the default) the document is opened once and read page by page in the job's
+thread, as before.
+
 Errors (stable codes): ``PDF_ENCRYPTED`` (422, no password given), ``PDF_PASSWORD_INCORRECT`` (422),
 ``TOO_MANY_PAGES`` (422), ``CORRUPT_PDF`` (422), ``IMAGE_TOO_LARGE`` (422, a page too big to render even
 at low resolution), plus the OCR errors of ``ocr.py``.
@@ -13,11 +18,12 @@ at low resolution), plus the OCR errors of ``ocr.py``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +35,7 @@ from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
 from ai_med_extract.agents.text.image import too_large
 from ai_med_extract.agents.text.ocr import OcrEngine
+from ai_med_extract.agents.text.pages import InlinePageRunner, PageRunner
 from ai_med_extract.agents.text.result import DocumentKind, Method, SegmentKind
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError, Unprocessable
@@ -63,58 +70,92 @@ class PdfExtractor(Extractor):
     kind = DocumentKind.pdf
     name = "pypdf+pdfium+tesseract"
 
-    def __init__(self, settings: ExtractionSettings, ocr: OcrEngine):
+    def __init__(self, settings: ExtractionSettings, ocr: OcrEngine, pages: PageRunner | None = None):
         self._settings = settings
         self._ocr = ocr
+        self._pages = pages or InlinePageRunner()
 
     async def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
         document = await run(self._open, source)
         try:
             total = document.page_count
-            for index in range(total):
-                page = await run(document.read_page, index)
-                out.assembler.add(
-                    page.text,
-                    kind=SegmentKind.page,
-                    method=page.method,
-                    confidence=page.confidence,
-                    page=index + 1,
-                    rotation=page.rotation,
-                )
-                out.pages += 1
-                if page.method is Method.ocr:
-                    out.ocr_pages.append(index + 1)
-                if not page.text:
-                    out.warnings.append(f"PAGE_EMPTY:{index + 1}")
-                yield Step(index + 1, total, "page", page.method.value)
+            if self._pages.workers > 1 and total > 1:
+                job = PdfJob(document.password, self._settings)
+                pages = self._pages.results(read_pdf_pages, source.data, job, total, run)
+            else:
+                pages = _pages_in_thread(document, run)
+            async with contextlib.aclosing(pages):
+                async for index, page in pages:
+                    self._add(out, index, page)
+                    yield Step(index + 1, total, "page", page.method.value)
         finally:
             await run(document.close)
 
+    def _add(self, out: ExtractionOutput, index: int, page: PageResult) -> None:
+        out.assembler.add(
+            page.text,
+            kind=SegmentKind.page,
+            method=page.method,
+            confidence=page.confidence,
+            page=index + 1,
+            rotation=page.rotation,
+        )
+        out.pages += 1
+        if page.method is Method.ocr:
+            out.ocr_pages.append(index + 1)
+        if not page.text:
+            out.warnings.append(f"PAGE_EMPTY:{index + 1}")
+
     def _open(self, source: Source) -> _PdfDocument:
-        try:
-            reader = pypdf.PdfReader(io.BytesIO(source.data), strict=False)
-        except AppError:
-            raise
-        except Exception:  # pypdf raises many types on hostile input
-            raise corrupt() from None
-        password = source.password
-        if reader.is_encrypted:
-            password = _decrypt(reader, password)
-        try:
-            count = len(reader.pages)
-        except FileNotDecryptedError:
-            raise Unprocessable("the PDF is encrypted; give its password", code="PDF_ENCRYPTED") from None
-        except Exception:
-            raise corrupt() from None
-        if count == 0:
-            raise corrupt()
-        if count > self._settings.max_pages:
-            raise Unprocessable(
-                "the document has more pages than allowed",
-                code="TOO_MANY_PAGES",
-                details={"pages": count, "max_pages": self._settings.max_pages},
-            )
-        return _PdfDocument(reader, source.data, password, count, self._settings, self._ocr)
+        return open_pdf(source.data, source.password, self._settings, self._ocr)
+
+
+@dataclass(frozen=True, slots=True)
+class PdfJob:
+    """What a page-range task needs besides the bytes (picklable)."""
+
+    password: str | None
+    settings: ExtractionSettings
+
+
+def read_pdf_pages(data: bytes, job: PdfJob, pages: range) -> list[PageResult]:
+    """A page-range task (runs in any process): the pages' results, in order."""
+    document = open_pdf(data, job.password, job.settings, OcrEngine(job.settings))
+    try:
+        return [document.read_page(index) for index in pages]
+    finally:
+        document.close()
+
+
+async def _pages_in_thread(document: _PdfDocument, run: Runner) -> AsyncGenerator[tuple[int, PageResult], None]:
+    for index in range(document.page_count):
+        yield index, await run(document.read_page, index)
+
+
+def open_pdf(data: bytes, password: str | None, settings: ExtractionSettings, ocr: OcrEngine) -> _PdfDocument:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+    except AppError:
+        raise
+    except Exception:  # pypdf raises many types on hostile input
+        raise corrupt() from None
+    if reader.is_encrypted:
+        password = _decrypt(reader, password)
+    try:
+        count = len(reader.pages)
+    except FileNotDecryptedError:
+        raise Unprocessable("the PDF is encrypted; give its password", code="PDF_ENCRYPTED") from None
+    except Exception:
+        raise corrupt() from None
+    if count == 0:
+        raise corrupt()
+    if count > settings.max_pages:
+        raise Unprocessable(
+            "the document has more pages than allowed",
+            code="TOO_MANY_PAGES",
+            details={"pages": count, "max_pages": settings.max_pages},
+        )
+    return _PdfDocument(reader, data, password, count, settings, ocr)
 
 
 def _decrypt(reader: pypdf.PdfReader, password: str | None) -> str | None:
@@ -148,7 +189,7 @@ class _PdfDocument:
     ):
         self._reader = reader
         self._data = data
-        self._password = password
+        self.password = password
         self.page_count = page_count
         self._settings = settings
         self._ocr = ocr
@@ -186,7 +227,7 @@ class _PdfDocument:
         with PDFIUM_LOCK:
             try:
                 if self._pdfium is None:
-                    self._pdfium = pdfium.PdfDocument(self._data, password=self._password or None)
+                    self._pdfium = pdfium.PdfDocument(self._data, password=self.password or None)
                 page = self._pdfium[index]
                 try:
                     width, height = page.get_size()

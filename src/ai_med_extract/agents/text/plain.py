@@ -1,5 +1,8 @@
 """Plain text: the encoding is detected with charset-normalizer; line endings become ``\\n``.
 
+UTF-16 and UTF-32 are read with or without a byte order mark: without one, the byte order is told
+from where the zero bytes fall (every other byte, or three in four, for text in Latin scripts).
+
 Errors (stable codes): ``UNDECODABLE_TEXT`` (422, no text encoding fits the bytes).
 """
 
@@ -23,6 +26,35 @@ _BOMS = (
 
 
 _TIE_BREAK = ("cp1252", "iso8859_15", "latin_1")
+_WIDE_ZERO_SHARE = 0.7  # share of zero bytes in the high-order positions of wide-encoded Latin text
+
+
+def wide_encoding(sample: bytes) -> str | None:
+    """UTF-16/32 (LE or BE) when ``sample`` (a file's first kilobytes, no BOM) reads as such text."""
+    usable = len(sample) - len(sample) % 4
+    if usable < 4 or b"\x00" not in sample[:usable]:
+        return None
+    quarters = usable // 4
+    share = [sum(1 for b in sample[i:usable:4] if b == 0) / quarters for i in range(4)]
+    candidates = []
+    if min(share[1:]) >= _WIDE_ZERO_SHARE and share[0] < 0.5:
+        candidates.append("utf_32_le")
+    if min(share[:3]) >= _WIDE_ZERO_SHARE and share[3] < 0.5:
+        candidates.append("utf_32_be")
+    even, odd = (share[0] + share[2]) / 2, (share[1] + share[3]) / 2
+    if odd >= _WIDE_ZERO_SHARE and even < 0.5:
+        candidates.append("utf_16_le")
+    if even >= _WIDE_ZERO_SHARE and odd < 0.5:
+        candidates.append("utf_16_be")
+    for encoding in candidates:
+        try:
+            text = sample[:usable].decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\x0c")
+        if "\x00" not in text and controls <= max(1, len(text) // 100):
+            return encoding
+    return None
 
 
 def undecodable() -> Unprocessable:
@@ -38,6 +70,12 @@ def decode_text(data: bytes) -> tuple[str, str]:
             except UnicodeDecodeError:
                 break
             return _normalize(text), encoding
+    wide = wide_encoding(data[:8192])
+    if wide is not None:
+        try:
+            return _normalize(data.decode(wide)), wide
+        except UnicodeDecodeError:
+            raise undecodable() from None
     try:
         text, encoding = data.decode("utf-8"), "utf_8"
     except UnicodeDecodeError:

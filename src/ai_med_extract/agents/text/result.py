@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from ai_med_extract.agents.medical.schema import MedicalExtraction
+
 
 class DocumentKind(StrEnum):
     pdf = "pdf"
@@ -19,6 +21,11 @@ class DocumentKind(StrEnum):
     image = "image"
     text = "text"
     audio = "audio"
+    doc = "doc"  # Word 97-2003
+    odt = "odt"  # OpenDocument text
+    rtf = "rtf"
+    cda = "cda"  # C-CDA / CDA R2 clinical document
+    fhir = "fhir"  # FHIR DocumentReference / Binary / Bundle carrying attachments
 
 
 class Method(StrEnum):
@@ -33,6 +40,8 @@ class SegmentKind(StrEnum):
     body = "body"  # DOCX body
     footer = "footer"  # DOCX page footer
     speech = "speech"  # a stretch of recognised speech
+    section = "section"  # a C-CDA section (title and narrative)
+    note = "note"  # DOCX footnotes, endnotes and comments
 
 
 class Segment(BaseModel):
@@ -63,6 +72,18 @@ class DocumentMetadata(BaseModel):
     model: str | None = Field(None, description="Speech: the model that transcribed the audio")
 
 
+class DocumentSection(BaseModel):
+    """A coded section of a structured document (C-CDA): where it sits in the full text."""
+
+    title: str
+    code: str | None = Field(None, description="Section code, e.g. LOINC 11450-4 (problem list)")
+    code_system: str | None = Field(None, description="Code system URI (FHIR canonical) or urn:oid")
+    category: str | None = Field(None, description="Section category as medical extraction names it")
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    source_path: str = Field(description="XPath-like path of the section element")
+
+
 class ExtractedDocument(BaseModel):
     text: str
     segments: list[Segment]
@@ -72,6 +93,10 @@ class ExtractedDocument(BaseModel):
     )
     metadata: DocumentMetadata
     warnings: list[str] = Field(default_factory=list, description="PHI-free codes, e.g. PAGE_EMPTY:3")
+    sections: list[DocumentSection] = Field(default_factory=list, description="C-CDA: coded sections")
+    structured: MedicalExtraction | None = Field(
+        None, description="C-CDA: structured entries as medical data, offsets into `text`"
+    )
 
     def segment_text(self, segment: Segment) -> str:
         return self.text[segment.start : segment.end]

@@ -1,8 +1,12 @@
-"""DOCX with python-docx: body in reading order (paragraphs, lists, tables row by row), then the page
-headers and footers as their own segments.
+"""DOCX with python-docx: body in reading order (paragraphs, lists, tables row by row, text boxes
+right after the paragraph they are anchored in), then the page headers and footers as their own
+segments, and footnotes, endnotes and comments.
 
-Layout of the full text: header segments, the body segment, footer segments, separated by a blank
-line. In the body each paragraph is one line; list items carry their number or a ``-`` bullet and two
+A text box written both as DrawingML and as a VML fallback (``mc:AlternateContent``) is read once,
+from the ``mc:Choice``; boxes nested in boxes are read where they sit.
+
+Layout of the full text: header segments, the body segment, a notes segment (footnotes, endnotes,
+then comments, each in document order), footer segments, separated by a blank line. In the body each paragraph is one line; list items carry their number or a ``-`` bullet and two
 spaces of indent per level; a table row is one line with its cells separated by `` | ``.
 
 The ZIP container is inspected with :mod:`zipfile` before python-docx opens it: the total declared
@@ -40,13 +44,16 @@ def corrupt() -> Unprocessable:
     return Unprocessable("the DOCX file is corrupt or cannot be parsed", code="CORRUPT_DOCX")
 
 
-def check_zip_container(data: bytes, *, max_total: int, max_ratio: float) -> None:
+def check_zip_container(
+    data: bytes, *, max_total: int, max_ratio: float, corrupt_code: str = "CORRUPT_DOCX"
+) -> None:
     """Refuse ZIP bombs from the central directory alone (nothing is inflated)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
-        raise corrupt() from None
+        what = "DOCX" if corrupt_code == "CORRUPT_DOCX" else "document"
+        raise Unprocessable(f"the {what} file is corrupt or cannot be parsed", code=corrupt_code) from None
     if len(members) > _MAX_MEMBERS:
         raise Unprocessable(
             "the DOCX container has too many members",
@@ -100,12 +107,15 @@ class DocxExtractor(Extractor):
             numbering = _Numbering(document)
             body = "\n".join(_block_lines(document.element.body, document, numbering))
             headers, footers = _headers_and_footers(document, numbering)
+            notes = "\n".join(_note_lines(document, numbering))
         except AppError:
             raise
         except Exception:  # python-docx and lxml raise many types on hostile input
             raise corrupt() from None
         parts: list[tuple[SegmentKind, str]] = [(SegmentKind.header, t) for t in headers]
         parts.append((SegmentKind.body, body))
+        if notes:
+            parts.append((SegmentKind.note, notes))
         parts.extend((SegmentKind.footer, t) for t in footers)
         return parts
 
@@ -117,12 +127,89 @@ def _block_lines(container: Any, parent: Any, numbering: _Numbering) -> Iterator
             line = numbering.render(Paragraph(child, parent))
             if line.strip():
                 yield line
+            for box in _text_boxes(child):
+                yield from _block_lines(box, parent, numbering)
         elif child.tag == qn("w:tbl"):
             yield from _table_lines(Table(child, parent), numbering)
         elif child.tag == qn("w:sdt"):
             content = child.find(qn("w:sdtContent"))
             if content is not None:
                 yield from _block_lines(content, parent, numbering)
+
+
+_R = qn("w:r")
+_SDT = qn("w:sdt")
+_SDT_CONTENT = qn("w:sdtContent")
+_ALTERNATE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"
+_CHOICE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Choice"
+# Inline wrappers whose runs are part of the visible text (tracked insertions, fields, links, tags).
+_INLINE = frozenset(
+    qn(tag)
+    for tag in ("w:hyperlink", "w:ins", "w:smartTag", "w:fldSimple", "w:customXml", "w:moveTo", "w:dir", "w:bdo")
+)
+
+
+def paragraph_text(element: Any) -> str:
+    """A paragraph's visible text: its runs, also inside links, tracked insertions, inline content
+    controls, smart tags and simple fields (python-docx's ``Paragraph.text`` reads runs and links
+    only); deleted and moved-away text is left out."""
+    out: list[str] = []
+    for child in element.iterchildren():
+        tag = child.tag
+        if tag == _R:
+            out.append(child.text)
+        elif tag in _INLINE:
+            out.append(paragraph_text(child))
+        elif tag == _SDT:
+            content = child.find(_SDT_CONTENT)
+            if content is not None:
+                out.append(paragraph_text(content))
+        elif tag == _ALTERNATE:
+            choice = child.find(_CHOICE)
+            if choice is not None:
+                out.append(paragraph_text(choice))
+    return "".join(out)
+
+
+_TXBX = qn("w:txbxContent")
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_P = qn("w:p")
+_NOTE_PARTS = (
+    ("/word/footnotes.xml", qn("w:footnote")),
+    ("/word/endnotes.xml", qn("w:endnote")),
+    ("/word/comments.xml", qn("w:comment")),
+)
+
+
+def _text_boxes(paragraph: Any) -> Iterator[Any]:
+    """The text boxes anchored in this paragraph (not in a box inside it), VML fallbacks skipped."""
+    for box in paragraph.iter(_TXBX):
+        enclosing = None
+        fallback = False
+        for ancestor in box.iterancestors():
+            if ancestor.tag == _FALLBACK:
+                fallback = True
+            if ancestor.tag == _P:
+                enclosing = ancestor
+                break
+        if enclosing is paragraph and not fallback:
+            yield box
+
+
+def _note_lines(document: DocxDocument, numbering: _Numbering) -> Iterator[str]:
+    """Footnotes, endnotes and comments, each part in document order (separators skipped)."""
+    from docx.oxml.parser import parse_xml
+
+    parts = {str(part.partname): part for part in document.part.package.iter_parts()}
+    for partname, tag in _NOTE_PARTS:
+        part = parts.get(partname)
+        if part is None:
+            continue
+        root = parse_xml(part.blob)
+        for note in root.iterchildren(tag):
+            if note.get(qn("w:type")) in ("separator", "continuationSeparator", "continuationNotice"):
+                continue
+            yield from _block_lines(note, document, numbering)
 
 
 def _table_lines(table: Table, numbering: _Numbering) -> Iterator[str]:
@@ -203,7 +290,7 @@ class _Numbering:
         self._counters: dict[str, list[int]] = {}
 
     def render(self, paragraph: Paragraph) -> str:
-        text = paragraph.text
+        text = paragraph_text(paragraph._p)
         found = self._num_pr(paragraph)
         if found is None:
             return text
