@@ -30,7 +30,7 @@ test: setup ## Run the whole test suite (PostgreSQL and SQLite, Tesseract, real 
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
-	$(BIN)/ruff check src tests bench alembic
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 bench: setup ## Run every benchmark in bench/ (prints ratios against peers)

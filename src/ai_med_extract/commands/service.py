@@ -11,7 +11,8 @@ import typer
 from ai_med_extract.config import Settings
 from ai_med_extract.db.models import Role
 
-ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
+# The migrations are part of the package, so an installed wheel can upgrade a database.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "db" / "migrations"
 
 
 def upgrade_database(url: str) -> None:
@@ -20,7 +21,7 @@ def upgrade_database(url: str) -> None:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
 
