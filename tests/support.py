@@ -21,13 +21,59 @@ from ai_med_extract.config import Settings
 
 @asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Start the app's lifespan and give an HTTP client bound to it (``client.app`` is the app)."""
+    """Start the app's lifespan and give an HTTP client bound to it (``client.app`` is the app).
+
+    Every answer the client receives is checked against the app's OpenAPI document when the test
+    leaves the block: a status that the route does not document fails the test.
+    """
     app = create_app(settings)
+    recorder = StatusRecorder(app)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=120, event_hooks={"response": [recorder]}
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+    undocumented = recorder.undocumented()
+    assert not undocumented, f"answers the OpenAPI document does not list: {undocumented}"
+
+
+class StatusRecorder:
+    """Records (method, route, status) of each answer and names those the OpenAPI document lacks."""
+
+    def __init__(self, app: Any):
+        from ai_med_extract.api.openapi import api_routes
+
+        self.app = app
+        self.routes = []
+        for route in api_routes(app):
+            if not route.include_in_schema:
+                continue
+            pattern = re.sub(r"\{[^}:]+:path\}", ".*", route.path_format)
+            pattern = re.sub(r"\{[^}]+\}", "[^/]+", pattern)
+            self.routes.append((re.compile(f"^{pattern}$"), route.path_format, set(route.methods or ())))
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def route_of(self, method: str, path: str) -> str | None:
+        for pattern, template, methods in self.routes:
+            if method in methods and pattern.match(path):
+                return template
+        return None
+
+    async def __call__(self, response: httpx.Response) -> None:
+        template = self.route_of(response.request.method, response.request.url.path)
+        if template is not None:
+            self.seen.add((response.request.method, template, response.status_code))
+
+    def undocumented(self) -> list[str]:
+        paths = self.app.openapi()["paths"]
+        missing = []
+        for method, template, status in sorted(self.seen):
+            responses = paths.get(template, {}).get(method.lower(), {}).get("responses", {})
+            if str(status) not in responses:
+                missing.append(f"{method} {template} -> {status}")
+        return missing
 
 
 async def wait_for_job(client: httpx.AsyncClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
