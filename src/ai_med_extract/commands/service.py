@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ai_med_extract.commands.conventions import finish
 from ai_med_extract.config import Settings
 from ai_med_extract.db.models import Role
 
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
         for problem in report.problems:
             typer.echo(f"row {problem.row_id}: {problem.reason}")
         typer.echo(f"audit trail TAMPERED: {len(report.problems)} problem(s) in {report.rows_checked} rows")
-        raise typer.Exit(2)
+        finish(1)  # the trail failed the check (2 is kept for usage errors)
 
 
 def _bootstrap_admin_key(settings: Settings) -> None:
