@@ -26,7 +26,6 @@ RUN pip install --quiet --upgrade pip
 COPY requirements.txt ./
 RUN pip install --no-deps -r requirements.txt
 COPY pyproject.toml README.md alembic.ini models_config.json ./
-COPY alembic ./alembic
 COPY src ./src
 RUN pip install --no-deps -e . \
     && python -m compileall -q src .venv/lib

@@ -16,6 +16,7 @@ from ai_med_extract import __version__
 from ai_med_extract.agents.summary.job import build_summary_job
 from ai_med_extract.api.errors import install_error_handlers
 from ai_med_extract.api.middleware import ServiceMiddleware
+from ai_med_extract.api.openapi import install_docs
 from ai_med_extract.api.router import api_router
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
@@ -151,7 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="ai-med-extract",
         version=__version__,
         lifespan=lifespan,
-        docs_url=None,  # Swagger UI loads assets from a CDN; the schema stays at /openapi.json
+        description="Self-hosted medical document AI. Every error answers "
+        '`{"error": {"code", "message", "details"}}`; send the API key in the `X-API-Key` header.',
+        docs_url=None,  # /docs and /redoc are served by install_docs from local assets (no CDN)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -166,4 +169,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     max_body = settings.upload.max_bytes * settings.upload.max_files + 1024 * 1024
     app.add_middleware(ServiceMiddleware, max_body_bytes=max_body, hsts=settings.security.hsts)
     app.include_router(api_router)
+    install_docs(app)
     return app

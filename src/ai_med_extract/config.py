@@ -4,17 +4,48 @@ Every knob is typed, bounded and described. ``AME_ENVIRONMENT=production`` refus
 (auth disabled, missing secrets) at start-up instead of running with them.
 
 Nested values are set with a double underscore: ``AME_DATABASE__URL=postgresql+asyncpg://...``.
+``DATABASE_URL``, the name most platforms set, is honoured as an alias of ``AME_DATABASE__URL``
+(which wins when both are set); a URL without an async driver (``postgres://``, ``postgresql://``,
+``sqlite:///``) gets this service's driver.
 """
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# Driver-less URL schemes (as platforms write them) and the async driver this service uses for each.
+_ASYNC_DRIVERS = {
+    "postgres://": "postgresql+asyncpg://",
+    "postgresql://": "postgresql+asyncpg://",
+    "sqlite://": "sqlite+aiosqlite://",
+}
+
+
+def with_async_driver(url: str) -> str:
+    """``postgres://u@h/db`` -> ``postgresql+asyncpg://u@h/db``; URLs naming a driver are kept."""
+    for scheme, replacement in _ASYNC_DRIVERS.items():
+        if url.startswith(scheme):
+            return replacement + url[len(scheme) :]
+    return url
+
+
+class DatabaseUrlAlias(PydanticBaseSettingsSource):
+    """``DATABASE_URL`` as the lowest-priority source of ``database.url``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("DATABASE_URL", "").strip()
+        return {"database": {"url": with_async_driver(url)}} if url else {}
 
 
 class Environment(StrEnum):
@@ -185,6 +216,18 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     phi: PhiSettings = Field(default_factory=PhiSettings)
     summary: SummarySettings = Field(default_factory=SummarySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: AME_DATABASE__URL (environment or .env) over DATABASE_URL.
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings, DatabaseUrlAlias(settings_cls))
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

@@ -50,6 +50,13 @@ class Conflict(AppError):
     code = "CONFLICT"
 
 
+class PreconditionFailed(AppError):
+    """An ``If-Match`` precondition names a version that is no longer the current one."""
+
+    status_code = 412
+    code = "PRECONDITION_FAILED"
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"

@@ -10,10 +10,14 @@ import pytest
 
 from tests.fixtures import clinical_formats as cf
 from tests.fixtures import documents as docs
-from tests.support import parse_sse, wait_for_job
+from tests.support import PIPELINE_MAX_WER, assert_heard, assert_read, parse_sse, wait_for_job
 
 SCAN = ["Patient has diabetes mellitus type 2", "Metformin 500 mg twice daily"]
-DICTATION = "The patient reports chest pain for two days with shortness of breath."
+# Long enough (27 words) for a word error rate to mean something; espeak's voice is hard to hear.
+DICTATION = (
+    "The patient reports chest pain for two days with shortness of breath. "
+    "There is no history of diabetes. The lungs are clear and the heart sounds are normal."
+)
 
 
 async def upload(client: httpx.AsyncClient, name: str, data: bytes, **form: str) -> httpx.Response:
@@ -106,11 +110,14 @@ async def test_each_document_type_is_extracted_through_the_upload_job(
 
     assert job["status"] == "completed", job
     [document] = job["result"]["documents"]
-    assert document["text"] == text
+    if any("(ocr)" in message for message in progress):
+        assert_read(text, document["text"])
+    else:
+        assert document["text"] == text
     extraction = document["extraction"]
     assert extraction["metadata"]["kind"] == kind
     for segment in extraction["segments"]:
-        assert 0 <= segment["start"] <= segment["end"] <= len(text)
+        assert 0 <= segment["start"] <= segment["end"] <= len(document["text"])
     assert extraction_progress(events) == progress
     percents = [e["data"]["percent"] for e in events if e["event"] == "progress"]
     assert percents == sorted(percents)
@@ -125,7 +132,7 @@ async def test_audio_upload_is_transcribed_with_progress_per_chunk(client: httpx
 
     assert job["status"] == "completed", job
     [document] = job["result"]["documents"]
-    assert "chest pain" in document["text"].lower()
+    assert_heard(DICTATION, document["text"], max_wer=PIPELINE_MAX_WER)
     assert document["extraction"]["methods"] == ["speech"]
     assert document["extraction"]["metadata"]["media_type"] == "audio/mpeg"
     assert extraction_progress(events) == ["document 1/1: chunk 1/1 (speech)"]
@@ -140,7 +147,9 @@ async def test_two_documents_in_one_upload_report_progress_for_each(client: http
     job = await wait_for_job(client, response.json()["job_id"])
     events = parse_sse((await client.get(f"/job/{job['job_id']}/events")).text)
 
-    assert [d["text"] for d in job["result"]["documents"]] == ["First document text", "Second document"]
+    first, second = job["result"]["documents"]
+    assert first["text"] == "First document text"  # the PDF's text layer: exact
+    assert_read("Second document", second["text"])  # OCR: within a margin
     assert extraction_progress(events) == [
         "document 1/2: page 1/1 (text_layer)",
         "document 2/2: page 1/1 (ocr)",

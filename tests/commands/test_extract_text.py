@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from ai_med_extract.cli import app
 from tests.fixtures import documents as docs
+from tests.support import assert_read
 
 
 def test_extract_text_writes_text_and_json_per_file_and_reports_failures(tmp_path: Path) -> None:
@@ -44,4 +45,4 @@ def test_extract_text_prints_the_text_without_an_output_folder(tmp_path: Path) -
     result = CliRunner().invoke(app, ["extract-text", str(scan)])
 
     assert result.exit_code == 0
-    assert result.stdout.strip() == "Lisinopril 10 mg daily"
+    assert_read("Lisinopril 10 mg daily", result.stdout.strip())

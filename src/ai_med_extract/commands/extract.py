@@ -1,4 +1,4 @@
-"""`ai-med-extract extract INPUT.jsonl -o OUTPUT.jsonl [--fhir] [--ndjson DIR] [--mode rules|llm]`.
+"""`ai-med-extract extract INPUT.jsonl [-o OUTPUT.jsonl] [--fhir] [--ndjson DIR] [--mode rules|llm]`.
 
 Each input line is ``{"id": ..., "text": ...}``; each output line is ``{"id", "medical": <extraction>}``
 (plus ``"fhir"``: a FHIR R4 (4.0.1) Bundle validated against R4, with ``--fhir``). Offsets index the
@@ -6,24 +6,39 @@ input text. A line that is not JSON or has no text gives ``{"id", "error": {"cod
 the run goes on. ``--ndjson DIR`` also exports every resource FHIR Bulk Data style: one
 ``<ResourceType>.ndjson`` file per type in DIR, one resource per line.
 The LLM mode loads the model catalogue (``AME_MODELS__CONFIG_PATH``) and runs through the model pool.
+``-`` reads standard input; without ``-o`` the lines go to standard output; the exit status is 1 when
+any line failed (commands/conventions.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from ai_med_extract.commands.conventions import (
+    ExtractionMode,
+    check_input,
+    finish,
+    is_stdin,
+    open_text_input,
+    open_text_output,
+)
 
-def _lines(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield line
+
+def _lines(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        if line.strip():
+            yield line
+
+
+def _count(path: Path) -> int:
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for _ in _lines(handle))
 
 
 def _error(record_id: Any, code: str, message: str) -> str:
@@ -39,7 +54,13 @@ def _write_ndjson(directory: Path, bundles: list[dict[str, Any]]) -> None:
 
 
 async def _run(
-    input_path: Path, output: Path, *, mode: str, fhir: bool, model: str | None, ndjson: Path | None = None
+    input_path: Path,
+    output: Path | None,
+    *,
+    mode: str,
+    fhir: bool,
+    model: str | None,
+    ndjson: Path | None = None,
 ) -> tuple[int, int]:
     from tqdm import tqdm
 
@@ -59,10 +80,14 @@ async def _run(
     extractor = MedicalExtractor(llm=llm)
     done = failed = 0
     bundles: list[dict[str, Any]] = []
-    total = sum(1 for _ in _lines(input_path))
+    total = None if is_stdin(input_path) else _count(input_path)
     try:
-        with output.open("w", encoding="utf-8") as out, tqdm(total=total, unit="doc", desc="extract") as bar:
-            for number, line in enumerate(_lines(input_path), start=1):
+        with (
+            open_text_input(input_path) as source,
+            open_text_output(output) as out,
+            tqdm(total=total, unit="doc", desc="extract", disable=None) as bar,
+        ):
+            for number, line in enumerate(_lines(source), start=1):
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
@@ -105,19 +130,24 @@ async def _run(
 def register(app: typer.Typer) -> None:
     @app.command("extract")
     def extract(
-        input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: {id, text}"),
-        output: Path = typer.Option(..., "-o", "--output", help="JSONL written here"),
-        mode: str = typer.Option("rules", help="rules (no model) | llm (model-assisted, through the pool)"),
-        fhir: bool = typer.Option(False, "--fhir/--no-fhir", help="Add a FHIR R4 Bundle (validated) per line"),
+        input_path: Path = typer.Argument(..., help="JSONL: {id, text}; - reads standard input"),
+        output: Path | None = typer.Option(None, "-o", "--output", help="JSONL written here (default: stdout)"),
+        mode: ExtractionMode = typer.Option(
+            ExtractionMode.rules, help="rules: no model; llm: model-assisted, through the pool"
+        ),
+        fhir: bool = typer.Option(False, "--fhir/--no-fhir", help="Add a validated FHIR R4 Bundle per line"),
         ndjson: Path | None = typer.Option(
-            None, "--ndjson", file_okay=False,
-            help="Also export the FHIR R4 resources to DIR/<ResourceType>.ndjson (Bulk Data style)"),
+            None,
+            "--ndjson",
+            file_okay=False,
+            help="Also export the FHIR R4 resources to DIR/<ResourceType>.ndjson (Bulk Data style)",
+        ),
         model: str | None = typer.Option(None, help="LLM mode: a model name from the catalogue"),
     ) -> None:
         """Extract problems, medications, procedures, labs, vitals and allergies from a JSONL file."""
-        if mode not in ("rules", "llm"):
-            raise typer.BadParameter("mode must be rules or llm")
-        done, failed = asyncio.run(_run(input_path, output, mode=mode, fhir=fhir, model=model, ndjson=ndjson))
+        check_input(input_path)
+        done, failed = asyncio.run(
+            _run(input_path, output, mode=mode.value, fhir=fhir, model=model, ndjson=ndjson)
+        )
         typer.echo(f"{done} extracted, {failed} failed", err=True)
-        if failed and not done:
-            raise typer.Exit(1)
+        finish(failed)

@@ -1,10 +1,10 @@
-"""`ai-med-extract extract-text FILE... [--output DIR] [--password PW]`.
+"""`ai-med-extract extract-text FILE... [-o DIR] [--password PW]` (``-`` reads standard input).
 
 Extracts the text of each file (PDF, DOCX, image, plain text, audio) with the text extraction agent.
 With ``--output`` each FILE gives ``DIR/<name>.txt`` (the full text) and ``DIR/<name>.json`` (text,
 segments with offsets, methods, confidence, metadata); without it the text goes to standard output.
 A file that fails is reported on standard error with its error code and the others go on; the exit
-status is 1 if any failed. Outputs are written to a temporary name and renamed, never half-written.
+status is 1 if any failed (commands/conventions.py). Outputs are written to a temporary name and renamed, never half-written.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 
+from ai_med_extract.commands.conventions import check_input, exit_code, is_stdin, read_bytes
 from ai_med_extract.config import Settings
 from ai_med_extract.errors import AppError
 
@@ -33,7 +34,7 @@ def _write_atomically(path: Path, content: str) -> None:
 
 
 def _output_stem(path: Path, used: set[str]) -> str:
-    stem = path.name
+    stem = "stdin" if is_stdin(path) else path.name
     candidate, n = stem, 1
     while candidate in used:
         n += 1
@@ -50,9 +51,13 @@ async def _run(files: list[Path], output: Path | None, password: str | None, set
 
     pool = None
     needs_speech = False
+    contents: dict[Path, bytes] = {}
+    if any(is_stdin(p) for p in files):
+        contents[Path("-")] = read_bytes(Path("-"))  # read once, before anything else
     for path in files:
         try:
-            needs_speech = detect(path.read_bytes()[: 64 * 1024]).kind is DocumentKind.audio or needs_speech
+            head = contents[path][: 64 * 1024] if path in contents else read_head(path)
+            needs_speech = detect(head).kind is DocumentKind.audio or needs_speech
         except (AppError, OSError):
             continue
     if needs_speech:
@@ -74,7 +79,7 @@ async def _run(files: list[Path], output: Path | None, password: str | None, set
                     bar.update(step.done - bar.n)
 
                 try:
-                    data = await asyncio.to_thread(path.read_bytes)
+                    data = contents[path] if path in contents else await asyncio.to_thread(path.read_bytes)
                     result = await agent.extract(data, password=password, on_step=on_step)
                 except AppError as exc:
                     failures += 1
@@ -103,21 +108,28 @@ async def _run(files: list[Path], output: Path | None, password: str | None, set
     finally:
         if pool is not None:
             await pool.close()
-    return 1 if failures else 0
+    return int(exit_code(failures))
+
+
+def read_head(path: Path, size: int = 64 * 1024) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(size)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("extract-text")
     def extract_text(
-        files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Documents or audio"),
+        files: list[Path] = typer.Argument(..., help="Documents or audio; - reads standard input"),
         output: Path | None = typer.Option(
-            None, "--output", "-o", file_okay=False, help="Write results here"
+            None, "--output", "-o", file_okay=False, help="Write <name>.txt and <name>.json here (default: text to stdout)"
         ),
         password: str | None = typer.Option(
             None, "--password", envvar="AME_PDF_PASSWORD", help="Password of encrypted PDFs"
         ),
     ) -> None:
         """Extract text from PDFs, scans, DOCX, images, plain text and audio."""
+        for path in files:
+            check_input(path)
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
         code = asyncio.run(_run(list(files), output, password, Settings()))

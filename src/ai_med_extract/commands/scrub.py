@@ -1,19 +1,30 @@
-"""`ai-med-extract scrub INPUT.jsonl -o OUTPUT.jsonl [--workers N]`.
+"""`ai-med-extract scrub INPUT.jsonl [-o OUTPUT.jsonl] [--workers N]`.
 
 Each input line is ``{"id": ..., "text": ...}`` (optionally ``"patient": ...``); each output line is
 ``{"id", "text": <scrubbed>, "spans": [{"start", "end", "label", "score"}]}`` with offsets into the
-input text. Lines keep their input order. ``--workers`` runs that many processes.
+input text. Lines keep their input order. ``--workers`` runs that many processes. ``-`` reads
+standard input; without ``-o`` the lines go to standard output. A line that is not a JSON object
+with a text gives ``{"id", "error": {"code", "message"}}`` and the status 1 (commands/conventions.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from ai_med_extract.commands.conventions import (
+    Operator,
+    check_input,
+    finish,
+    is_stdin,
+    open_text_input,
+    open_text_output,
+)
 
 _scrubber: Any = None
 
@@ -25,46 +36,71 @@ def _init_worker(operator: str, ner: bool) -> None:
     _scrubber = (PhiScrubber.default(ner=ner), operator)
 
 
-def _scrub_line(line: str) -> str:
+def _scrub_line(numbered: tuple[int, str]) -> tuple[bool, str]:
+    """(succeeded, output line) for one input line."""
+    number, line = numbered
     scrubber, operator = _scrubber
-    record = json.loads(line)
-    text = record.get("text") or ""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False, _error(None, "INVALID_JSON", f"line {number} is not JSON")
+    text = record.get("text") if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        record_id = record.get("id") if isinstance(record, dict) else None
+        return False, _error(record_id, "NO_TEXT", f"line {number} has no text")
     patient = record.get("patient")
     result = scrubber.scrub(text, operator=operator, patient_key=str(patient) if patient is not None else None)
     spans = [{"start": s.start, "end": s.end, "label": str(s.label), "score": round(s.score, 3)} for s in result.spans]
-    return json.dumps({"id": record.get("id"), "text": result.text, "spans": spans}, ensure_ascii=False)
+    return True, json.dumps({"id": record.get("id"), "text": result.text, "spans": spans}, ensure_ascii=False)
 
 
-def _lines(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield line
+def _error(record_id: Any, code: str, message: str) -> str:
+    return json.dumps({"id": record_id, "error": {"code": code, "message": message}})
+
+
+def count_lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for _ in _numbered(handle))
+
+
+def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield number, line
 
 
 def register(app: typer.Typer) -> None:
     @app.command("scrub")
     def scrub(
-        input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: {id, text}"),
-        output: Path = typer.Option(..., "-o", "--output", help="JSONL written here"),
+        input_path: Path = typer.Argument(..., help="JSONL: {id, text}; - reads standard input"),
+        output: Path | None = typer.Option(None, "-o", "--output", help="JSONL written here (default: stdout)"),
         workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Worker processes"),
-        operator: str = typer.Option("redact", help="redact | mask | surrogate"),
+        operator: Operator = typer.Option(Operator.redact, help="How PHI is replaced"),
         ner: bool = typer.Option(True, help="Use the spaCy NER layer"),
     ) -> None:
         """De-identify a JSONL file of documents."""
         from tqdm import tqdm
 
-        if operator not in ("redact", "mask", "surrogate"):
-            raise typer.BadParameter("operator must be redact, mask or surrogate")
-        total = sum(1 for _ in _lines(input_path))
-        with output.open("w", encoding="utf-8") as out, tqdm(total=total, unit="doc", desc="scrub") as bar:
+        check_input(input_path)
+        total = None if is_stdin(input_path) else count_lines(input_path)
+        failed = 0
+        with (
+            open_text_input(input_path) as source,
+            open_text_output(output) as out,
+            tqdm(total=total, unit="doc", desc="scrub", disable=None) as bar,
+        ):
+            lines = _numbered(source)
             if workers == 1:
-                _init_worker(operator, ner)
-                for line in _lines(input_path):
-                    out.write(_scrub_line(line) + "\n")
+                _init_worker(operator.value, ner)
+                results: Iterable[tuple[bool, str]] = map(_scrub_line, lines)
+                for ok, row in results:
+                    out.write(row + "\n")
+                    failed += not ok
                     bar.update(1)
             else:
-                with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(operator, ner)) as pool:
-                    for result in pool.map(_scrub_line, _lines(input_path), chunksize=8):
-                        out.write(result + "\n")
+                with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(operator.value, ner)) as pool:
+                    for ok, row in pool.map(_scrub_line, lines, chunksize=8):
+                        out.write(row + "\n")
+                        failed += not ok
                         bar.update(1)
+        finish(failed)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import typer
 
+from ai_med_extract.commands.conventions import finish
 from ai_med_extract.config import Settings
 from ai_med_extract.db.models import Role
 
-ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
+# The migrations are part of the package, so an installed wheel can upgrade a database.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "db" / "migrations"
 
 
 def upgrade_database(url: str) -> None:
@@ -20,7 +22,7 @@ def upgrade_database(url: str) -> None:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
 
@@ -127,7 +129,7 @@ def register(app: typer.Typer) -> None:
         for problem in report.problems:
             typer.echo(f"row {problem.row_id}: {problem.reason}")
         typer.echo(f"audit trail TAMPERED: {len(report.problems)} problem(s) in {report.rows_checked} rows")
-        raise typer.Exit(2)
+        finish(1)  # the trail failed the check (2 is kept for usage errors)
 
 
 def _bootstrap_admin_key(settings: Settings) -> None:

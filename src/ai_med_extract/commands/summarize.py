@@ -1,8 +1,10 @@
-"""`ai-med-extract summarize RECORD.json [--model NAME] [--json] [--deidentify] [--stream]`.
+"""`ai-med-extract summarize RECORD.json [-o OUT] [--model NAME] [--json] [--deidentify] [--stream]`.
 
 RECORD.json holds any accepted record shape (a FHIR Bundle, the patient data model, a list of notes,
 ``{"documents": [...]}``). Prints the Markdown summary (or the full JSON with ``--json``). ``--model
-template`` uses the deterministic summariser without loading a model.
+template`` uses the deterministic summariser without loading a model. ``-`` reads the record from
+standard input; without ``-o`` the summary goes to standard output. A record that cannot be read or
+summarised gives the status 1 (commands/conventions.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+from ai_med_extract.commands.conventions import (
+    Grounding,
+    check_input,
+    finish,
+    open_text_input,
+    open_text_output,
+)
 
 
 async def _run(record: Any, model: str | None, deidentify: bool, stream: bool, grounding: str | None) -> Any:
@@ -46,37 +56,40 @@ async def _run(record: Any, model: str | None, deidentify: bool, stream: bool, g
 def register(app: typer.Typer) -> None:
     @app.command("summarize")
     def summarize(
-        record_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Patient record JSON"),
+        record_path: Path = typer.Argument(..., help="Patient record JSON; - reads standard input"),
+        output: Path | None = typer.Option(None, "-o", "--output", help="Write the summary here (default: stdout)"),
         model: str | None = typer.Option(None, "--model", "-m", help="Model name, or 'template' for no model"),
         as_json: bool = typer.Option(False, "--json", help="Print the structured JSON instead of Markdown"),
         deidentify: bool = typer.Option(False, help="Leave identifiers out of the overview"),
         stream: bool = typer.Option(False, help="Echo generated tokens to stderr while writing"),
-        grounding: str | None = typer.Option(None, help="remove | flag unsupported statements"),
+        grounding: Grounding | None = typer.Option(None, help="What to do with unsupported statements"),
     ) -> None:
         """Summarise a patient record (FHIR Bundle, patient data model, notes or processed documents)."""
         from ai_med_extract.errors import AppError
 
-        if grounding not in (None, "remove", "flag"):
-            raise typer.BadParameter("grounding must be remove or flag")
+        check_input(record_path)
         try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
+            with open_text_input(record_path) as source:
+                record = json.loads(source.read())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            typer.echo("error: the file is not valid JSON", err=True)
-            raise typer.Exit(2) from None
+            typer.echo("error: the record is not valid JSON", err=True)
+            finish(1)
         try:
-            summary = asyncio.run(_run(record, model, deidentify, stream, grounding))
+            summary = asyncio.run(_run(record, model, deidentify, stream, grounding.value if grounding else None))
         except AppError as exc:
             typer.echo(json.dumps(exc.to_dict(), indent=2), err=True)
-            raise typer.Exit(1) from None
+            finish(1)
         if stream:
             sys.stderr.write("\n")
-        if as_json:
-            typer.echo(summary.model_dump_json(indent=2))
-        else:
-            typer.echo(summary.markdown, nl=False)
-            g = summary.grounding
-            typer.echo(
-                f"\n<!-- generator={summary.generation.generator} model={summary.generation.model} "
-                f"chunks={summary.generation.chunks} grounding: {g.supported}/{g.checked} supported, "
-                f"{g.removed} removed, {g.flagged} flagged; {summary.duration_s} s -->"
-            )
+        with open_text_output(output) as out:
+            if as_json:
+                out.write(summary.model_dump_json(indent=2) + "\n")
+            else:
+                g = summary.grounding
+                out.write(
+                    summary.markdown
+                    + f"\n<!-- generator={summary.generation.generator} model={summary.generation.model} "
+                    f"chunks={summary.generation.chunks} grounding: {g.supported}/{g.checked} supported, "
+                    f"{g.removed} removed, {g.flagged} flagged; {summary.duration_s} s -->\n"
+                )
+        finish(0)

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import sys
 import traceback
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -26,12 +27,27 @@ class _CorrelationFilter(logging.Filter):
         return True
 
 
+def iso_utc(record: logging.LogRecord) -> str:
+    """The record's time in ISO 8601, UTC, to the millisecond: ``2026-01-31T09:15:02.345Z``."""
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class UtcJsonFormatter(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return iso_utc(record)
+
+
+class UtcTextFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return iso_utc(record)
+
+
 def configure_logging(settings: LogSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_CorrelationFilter())
     if settings.json_format:
         handler.setFormatter(
-            JsonFormatter(
+            UtcJsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
                 rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
                 timestamp=False,
@@ -39,7 +55,7 @@ def configure_logging(settings: LogSettings) -> None:
         )
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s")
+            UtcTextFormatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s")
         )
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -8,6 +8,7 @@ from ai_med_extract.agents.text import Step, TextExtractionAgent
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from tests.fixtures import documents as docs
+from tests.support import assert_read
 
 SCAN = ["Patient has diabetes mellitus type 2", "Metformin 500 mg twice daily"]
 
@@ -80,8 +81,8 @@ async def test_scanned_documents_can_be_extracted_concurrently(agent: TextExtrac
         agent.extract(docs.scanned_pdf([["Lisinopril 10 mg once daily for hypertension"]])),
     )
 
-    assert first.text == "\n".join(SCAN)
-    assert second.text == "Lisinopril 10 mg once daily for hypertension"
+    assert_read("\n".join(SCAN), first.text)
+    assert_read("Lisinopril 10 mg once daily for hypertension", second.text)
 
 
 async def test_error_messages_never_quote_the_document(agent: TextExtractionAgent) -> None:

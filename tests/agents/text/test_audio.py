@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import re
-
-import jiwer
 import numpy as np
 import pytest
 
@@ -12,19 +9,13 @@ from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from ai_med_extract.inference.pool import ModelPool
 from tests.fixtures import documents as docs
+from tests.support import SPEECH_MAX_WER
+from tests.support import word_error_rate as wer
 
 DICTATION = (
     "The patient reports chest pain for two days with shortness of breath. "
     "There is no history of diabetes. The lungs are clear and the heart sounds are normal."
 )
-
-
-def normalized(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(normalized(reference), normalized(hypothesis))
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "ogg", "m4a"])
@@ -108,7 +99,7 @@ async def test_speech_is_transcribed_with_segment_times(speech_agent: TextExtrac
 
     result = await speech_agent.extract(data)
 
-    assert wer(DICTATION, result.text) <= 0.25  # espeak's robotic voice: a pessimistic bound
+    assert wer(DICTATION, result.text) <= SPEECH_MAX_WER
     assert result.methods == [Method.speech]
     assert all(s.kind is SegmentKind.speech for s in result.segments)
     assert [result.segment_text(s) for s in result.segments] == result.text.split("\n")

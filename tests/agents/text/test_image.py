@@ -7,6 +7,7 @@ from ai_med_extract.agents.text import Method, TextExtractionAgent
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from tests.fixtures import documents as docs
+from tests.support import OCR_MAX_CER, assert_read, character_error_rate
 
 PAGE = [
     "Patient has diabetes mellitus type 2",
@@ -17,17 +18,13 @@ PAGE = [
 ]
 
 
-def words(text: str) -> list[str]:
-    return text.split()
-
-
 @pytest.mark.parametrize("rotate", [90, 180, 270])
 async def test_rotated_scan_is_turned_upright_before_ocr(agent: TextExtractionAgent, rotate: int) -> None:
     data = docs.image_bytes(docs.page_image(PAGE, rotate=rotate))
 
     result = await agent.extract(data)
 
-    assert words(result.text) == words(" ".join(PAGE))
+    assert character_error_rate(" ".join(PAGE), result.text) <= OCR_MAX_CER, result.text
     # The page was turned `rotate` degrees clockwise; undoing it is the remaining turn (Tesseract
     # reads some sideways pages well enough as they are, and then nothing is turned).
     assert result.segments[0].rotation in {0, (360 - rotate) % 360}
@@ -52,7 +49,7 @@ async def test_each_image_format_is_read_with_a_confidence(
 
     result = await agent.extract(data)
 
-    assert result.text == "\n".join(PAGE[:2])
+    assert_read("\n".join(PAGE[:2]), result.text)
     assert result.metadata.media_type == media_type
     assert result.confidence is not None and result.confidence > 0.8
 
@@ -62,12 +59,11 @@ async def test_multipage_tiff_gives_one_segment_per_frame(agent: TextExtractionA
 
     result = await agent.extract(data)
 
-    assert [result.segment_text(s) for s in result.segments] == [
-        "Page one: admission note",
-        "Page two: medication list",
-        "Page three",
-    ]
-    assert result.text == "Page one: admission note\n\nPage two: medication list\n\nPage three"
+    frames = ["Page one: admission note", "Page two: medication list", "Page three"]
+    assert len(result.segments) == len(frames)
+    for frame, segment in zip(frames, result.segments, strict=True):
+        assert_read(frame, result.segment_text(segment))
+    assert_read("\n\n".join(frames), result.text)
     assert result.metadata.ocr_pages == [1, 2, 3]
     assert all(s.confidence is not None for s in result.segments)
 
@@ -79,7 +75,7 @@ async def test_transparent_png_is_read_on_white(agent: TextExtractionAgent) -> N
 
     result = await agent.extract(docs.image_bytes(rgba))
 
-    assert result.text == PAGE[0]
+    assert_read(PAGE[0], result.text)
 
 
 async def test_blank_image_gives_empty_text_and_a_warning(agent: TextExtractionAgent) -> None:

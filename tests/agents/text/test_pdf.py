@@ -9,6 +9,7 @@ from ai_med_extract.agents.text import ExtractedDocument, Method, TextExtraction
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from tests.fixtures import documents as docs
+from tests.support import OCR_MAX_CER, assert_read, character_error_rate
 
 NOTE = ["Discharge summary", "Blood pressure 128/82 mmHg", "Metformin 500 mg twice daily"]
 SCAN = ["Patient has diabetes mellitus type 2", "Metformin 500 mg twice daily"]
@@ -47,7 +48,7 @@ async def test_text_pdf_is_read_from_its_text_layer_page_by_page(agent: TextExtr
 async def test_scanned_pdf_pages_are_read_by_ocr(agent: TextExtractionAgent) -> None:
     result = await agent.extract(docs.scanned_pdf([SCAN]))
 
-    assert result.text == "\n".join(SCAN)
+    assert_read("\n".join(SCAN), result.text)
     assert result.methods == [Method.ocr]
     assert result.metadata.ocr_pages == [1]
     assert result.segments[0].confidence is not None and result.segments[0].confidence > 0.8
@@ -58,7 +59,12 @@ async def test_mixed_pdf_reports_which_pages_were_ocrd(agent: TextExtractionAgen
 
     result = await agent.extract(data)
 
-    assert_offsets_exact(result, ["\n".join(NOTE), "\n".join(SCAN), "Signed: attending physician"])
+    assert len(result.segments) == 3
+    first, scanned, last = (result.segment_text(s) for s in result.segments)
+    assert (first, last) == ("\n".join(NOTE), "Signed: attending physician")  # text layers: exact
+    assert_read("\n".join(SCAN), scanned)  # the scanned page: OCR within a margin
+    for before, after in zip(result.segments, result.segments[1:], strict=False):
+        assert after.start >= before.end
     assert result.metadata.ocr_pages == [2]
     assert [s.method for s in result.segments] == [Method.text_layer, Method.ocr, Method.text_layer]
     assert result.methods == [Method.text_layer, Method.ocr]
@@ -68,14 +74,15 @@ async def test_scan_under_a_short_fax_stamp_is_read_by_ocr(agent: TextExtraction
     result = await agent.extract(docs.stamped_scan_pdf("Fax from clinic 2 of 5", PAGE))
 
     assert result.metadata.ocr_pages == [1]
-    assert " ".join(PAGE).split() == result.text.split()[-len(" ".join(PAGE).split()) :]
-    assert "Fax from clinic 2 of 5" in result.text
+    printed = " ".join(["Fax from clinic 2 of 5", *PAGE])  # the stamp above the page's lines
+    assert character_error_rate(printed, result.text) <= OCR_MAX_CER, result.text
 
 
 async def test_upside_down_scan_is_turned_before_ocr(agent: TextExtractionAgent) -> None:
     result = await agent.extract(docs.scanned_pdf([PAGE], rotate=180))
 
-    assert result.text.split() == " ".join(PAGE).split()  # Tesseract may start a new paragraph
+    # Tesseract may start a new paragraph; the words are compared within a margin.
+    assert character_error_rate(" ".join(PAGE), result.text) <= OCR_MAX_CER, result.text
     assert result.segments[0].rotation == 180
 
 

@@ -4,6 +4,10 @@
     GET  /get_updated_medical_data record_id or document_id [version] -> data, FHIR bundle, history
     GET  /medical/{record_id}/fhir [version] -> the FHIR R4 Bundle alone, as application/fhir+json
     PUT  /update_medical_data      record_id, version read, corrected data -> next version (409 if stale)
+
+Reads answer an ``ETag`` naming the record and version; a correction may send it back in ``If-Match``
+and is refused with ``412 MEDICAL_PRECONDITION_FAILED`` when the record has moved on since (the body's
+``version`` may then be left out). The body's version, when given, is still checked (409).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import json
 from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ai_med_extract.agents.medical.extractor import MedicalExtractor
@@ -20,7 +24,7 @@ from ai_med_extract.agents.medical.fhir import FHIR_MEDIA_TYPE, to_fhir_bundle
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
-from ai_med_extract.errors import BadRequest, NotFound, Unprocessable
+from ai_med_extract.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["medical"])
@@ -64,7 +68,9 @@ class RecordOut(BaseModel):
 
 class UpdateRequest(BaseModel):
     record_id: str = Field(..., max_length=64)
-    version: int = Field(..., ge=1, description="The version the correction is based on")
+    version: int | None = Field(
+        None, ge=1, description="The version the correction is based on (may be left out when If-Match is sent)"
+    )
     data: dict[str, Any] = Field(..., description="The corrected data (the extraction schema)")
 
 
@@ -72,6 +78,23 @@ class UpdateOut(BaseModel):
     record_id: str
     version: int
     counts: dict[str, int]
+
+
+def etag(record_id: str, version: int) -> str:
+    """The strong entity tag of one version of one record."""
+    return f'"{record_id}.v{version}"'
+
+
+def _if_match_version(if_match: str, record_id: str, current: int) -> int:
+    """The version an If-Match header holds the correction to, or 412 if it does not match the record."""
+    tags = [t.strip() for t in if_match.split(",") if t.strip()]
+    if "*" in tags or etag(record_id, current) in tags:
+        return current
+    raise PreconditionFailed(
+        "the medical record was changed since the version named in If-Match",
+        code="MEDICAL_PRECONDITION_FAILED",
+        details={"current_version": current, "etag": etag(record_id, current)},
+    )
 
 
 def _agent(services: Services) -> MedicalExtractor:
@@ -117,6 +140,7 @@ async def _document_text(services: Services, session: Any, document_id: str) -> 
 @router.post("/extract_medical_data", response_model=RecordOut)
 async def extract_medical_data(
     body: ExtractRequest,
+    response: Response,
     services: ServicesDep,
     session: SessionDep,
     audit: AuditDep,
@@ -154,11 +178,13 @@ async def extract_medical_data(
         },
     )
     history = await repo.history(session, view.id)
+    response.headers["ETag"] = etag(view.id, view.version)
     return _out(view, view.version, fhir=body.fhir, history=history)
 
 
 @router.get("/get_updated_medical_data", response_model=RecordOut)
 async def get_updated_medical_data(
+    response: Response,
     services: ServicesDep,
     session: SessionDep,
     audit: AuditDep,
@@ -187,6 +213,7 @@ async def get_updated_medical_data(
         phi_accessed=True,
         request_data={"version": view.version, "latest_version": latest.version, "fhir": fhir},
     )
+    response.headers["ETag"] = etag(record_id, view.version)
     return _out(view, latest.version, fhir=fhir, history=history)
 
 
@@ -223,13 +250,23 @@ async def medical_record_fhir(
 @router.put("/update_medical_data", response_model=UpdateOut)
 async def update_medical_data(
     body: UpdateRequest,
+    response: Response,
     services: ServicesDep,
     session: SessionDep,
     audit: AuditDep,
     principal: ClinicianDep,
+    if_match: str | None = Header(
+        None, max_length=512, description="An ETag from a read of this record; 412 if the record changed since"
+    ),
 ) -> UpdateOut:
     repo = MedicalRecordRepository(services.cipher)
     current = await repo.get(session, body.record_id)
+    expected = body.version
+    if if_match is not None:
+        matched = _if_match_version(if_match, body.record_id, current.version)
+        expected = expected if expected is not None else matched
+    if expected is None:
+        raise BadRequest("give the version read, in the body or as If-Match", code="MEDICAL_VERSION_REQUIRED")
     try:
         corrected = MedicalExtraction.model_validate(body.data)
     except ValidationError as exc:
@@ -245,7 +282,7 @@ async def update_medical_data(
         )
     counts = corrected.counts()
     new_version = await repo.update(
-        session, body.record_id, expected_version=body.version,
+        session, body.record_id, expected_version=expected,
         data=corrected.model_dump(mode="json"), counts=counts, changed_by=principal.user_id,
     )
     await audit.record(
@@ -253,8 +290,10 @@ async def update_medical_data(
         resource_type="medical_record",
         resource_id=body.record_id,
         phi_accessed=True,
-        request_data={"from_version": body.version, "version": new_version, "counts": counts},
+        request_data={"from_version": expected, "version": new_version, "counts": counts,
+                      "if_match": if_match is not None},
     )
+    response.headers["ETag"] = etag(body.record_id, new_version)
     return UpdateOut(record_id=body.record_id, version=new_version, counts=counts)
 
 
