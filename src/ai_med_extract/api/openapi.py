@@ -132,6 +132,9 @@ def _route_docs() -> dict[tuple[str, str], RouteDoc]:
             errors={400: ("MEDICAL_QUERY_INVALID",), 404: ("MEDICAL_RECORD_NOT_FOUND", "MEDICAL_VERSION_NOT_FOUND")},
             headers={200: {"ETag": "The record's version, for If-Match on PUT /update_medical_data"}},
         ),
+        ("GET", "/medical/{record_id}/fhir"): RouteDoc(
+            errors={404: ("MEDICAL_RECORD_NOT_FOUND", "MEDICAL_VERSION_NOT_FOUND")},
+        ),
         ("PUT", "/update_medical_data"): RouteDoc(
             errors={
                 400: ("MEDICAL_VERSION_REQUIRED",),
