@@ -18,13 +18,14 @@ from ai_med_extract.agents.phi.recognizers import (
     PatternRecognizer,
     PlaceRecognizer,
     PropagationRecognizer,
+    Recognizer,
     RecognizerConfig,
     RecognizerRegistry,
 )
 from ai_med_extract.agents.phi.tokens import tokenize
 from ai_med_extract.agents.phi.types import Operator, PhiLabel, PhiSpan, ScrubResult
 
-ALL_LAYERS = frozenset({"patterns", "names", "places", "dictionary", "propagation", "ner"})
+ALL_LAYERS = frozenset({"patterns", "names", "places", "dictionary", "learned", "ner", "propagation"})
 
 
 @dataclass(slots=True)
@@ -34,24 +35,30 @@ class ScrubOptions:
     min_score: float = 0.0  # spans scoring below this (after each recognizer's weight) are dropped
 
 
-def default_registry(lexicon: Lexicon, ner: NerBackend | None = None) -> RecognizerRegistry:
-    """The standard recognizers, in the order they run (later ones see earlier ones' spans)."""
+def default_registry(
+    lexicon: Lexicon, ner: NerBackend | None = None, learned: Recognizer | None = None
+) -> RecognizerRegistry:
+    """The standard recognizers, in the order they run (later ones see earlier ones' spans): the
+    high-precision rule layers, the learned detector on every token, the general NER model on what
+    is still in doubt, then propagation of every name and place found."""
     names = NameFinder(lexicon)
-    return RecognizerRegistry([
+    recognizers: list[Recognizer] = [
         PatternRecognizer(),
         NameRecognizer(names),
         PlaceRecognizer(PlaceFinder(lexicon)),
         DictionaryRecognizer(names),
-        NerRecognizer(ner),
-        PropagationRecognizer(),
-    ])  # fmt: skip
+    ]
+    if learned is not None:
+        recognizers.append(learned)
+    recognizers += [NerRecognizer(ner), PropagationRecognizer()]
+    return RecognizerRegistry(recognizers)
 
 
 class PhiScrubber:
     """Finds the 18 Safe Harbor identifier kinds and replaces them.
 
-    Detection is a :class:`RecognizerRegistry`: patterns, names, places, dictionary, NER and
-    propagation by default, each a recognizer a deployment can weight or disable. Long documents are
+    Detection is a :class:`RecognizerRegistry`: patterns, names, places, dictionary, the learned
+    detector (every token), NER and propagation by default, each a recognizer a deployment can weight or disable. Long documents are
     processed whole: the pattern, name and place layers scan the full text in linear time, and the
     NER layer only sees short windows around doubtful words, each cut at spaces inside one line, so
     no identifier is ever split between two model calls and nothing is truncated.
@@ -83,7 +90,12 @@ class PhiScrubber:
         options: ScrubOptions | None = None,
         secret: bytes | None = None,
         recognizers: RecognizerConfig | None = None,
+        learned: bool = True,
     ) -> PhiScrubber:
+        """The standard scrubber: rule layers, the shipped learned detector (when its model is
+        installed) and, with ``ner``, the general-purpose spaCy model on doubtful windows."""
+        from ai_med_extract.agents.phi.learned import LearnedRecognizer
+
         backend = None
         if ner:
             from ai_med_extract.agents.phi.ner import SpacyNer
@@ -92,7 +104,8 @@ class PhiScrubber:
             if candidate.is_available:
                 backend = candidate
         lexicon = load_lexicon()
-        registry = default_registry(lexicon, backend)
+        detector = LearnedRecognizer() if learned else None
+        registry = default_registry(lexicon, backend, detector if detector and detector.is_available else None)
         if recognizers is not None:
             registry.configure(recognizers)
             if recognizers.min_score and options is None:
