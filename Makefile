@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint bench lock clean
+.PHONY: help setup run test lint bench lock clean phi-model
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: setup ## ruff and mypy
 
 bench: setup ## Run every benchmark in bench/ (prints ratios against peers)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+phi-model: setup ## Rebuild the learned PHI detector shipped in agents/phi/model (fixed seed, CPU, minutes)
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m ai_med_extract.agents.phi.training
 
 lock: ## Rewrite requirements.txt from the current virtualenv (after adding to requirements.in)
 	$(BIN)/pip freeze --exclude-editable | sed '/^ai-med-extract/d' > requirements.txt

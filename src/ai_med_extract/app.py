@@ -51,7 +51,7 @@ def build_agents(settings: Settings) -> dict[str, Any]:
         "pool": pool,
         "text": text,
         "validate_upload": upload_validator(text),
-        "phi": PhiAgent(load_secrets(settings).secret_key, ner=settings.phi.ner),
+        "phi": PhiAgent.from_settings(load_secrets(settings).secret_key, settings.phi),
         "medical": MedicalExtractor(llm=LLMCandidateSource(pool)),
     }
 

@@ -187,8 +187,22 @@ class SummarySettings(BaseModel):
     )
 
 
+class PhiRecognizerSettings(BaseModel):
+    disabled: list[str] = Field(
+        default_factory=list, description="Recognizers not to run (patterns, names, places, dictionary, ner, ...)"
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="Score multiplier per recognizer name (1.0 keeps its own scores)"
+    )
+    extra: list[str] = Field(
+        default_factory=list, description="More recognizers, as 'package.module:ClassName' of a Recognizer subclass"
+    )
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop spans scoring below this after weighting")
+
+
 class PhiSettings(BaseModel):
     ner: bool = Field(True, description="Run the spaCy NER layer where cheap layers leave doubt")
+    recognizers: PhiRecognizerSettings = Field(default_factory=PhiRecognizerSettings)
     default_operator: str = Field(
         "redact", pattern="^(redact|mask|surrogate|reversible)$", description="Operator when none is asked"
     )

@@ -9,25 +9,47 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ai_med_extract.agents.phi.recognizers import RecognizerConfig
 from ai_med_extract.agents.phi.scrubber import PhiScrubber, ScrubOptions
 from ai_med_extract.agents.phi.types import Operator, ScrubResult
 
+if TYPE_CHECKING:
+    from ai_med_extract.config import PhiSettings
+
 
 class PhiAgent:
-    def __init__(self, secret: bytes, *, ner: bool = True, options: ScrubOptions | None = None) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        ner: bool = True,
+        options: ScrubOptions | None = None,
+        recognizers: RecognizerConfig | None = None,
+    ) -> None:
         self._secret = secret
         self._ner = ner
         self._options = options
+        self._recognizers = recognizers
         self._scrubber: PhiScrubber | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, secret: bytes, settings: PhiSettings) -> PhiAgent:
+        rec = settings.recognizers
+        config = RecognizerConfig(
+            disabled=frozenset(rec.disabled), weights=dict(rec.weights), extra=tuple(rec.extra), min_score=rec.min_score
+        )
+        return cls(secret, ner=settings.ner, recognizers=config)
 
     @property
     def scrubber(self) -> PhiScrubber:
         with self._lock:
             if self._scrubber is None:
-                self._scrubber = PhiScrubber.default(ner=self._ner, options=self._options, secret=self._secret)
+                self._scrubber = PhiScrubber.default(
+                    ner=self._ner, options=self._options, secret=self._secret, recognizers=self._recognizers
+                )
             return self._scrubber
 
     def scrub(

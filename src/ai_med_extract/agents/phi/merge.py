@@ -27,10 +27,10 @@ def merge_spans(spans: list[PhiSpan], text: str) -> list[PhiSpan]:
             prev = out[-1]
             start, end = prev.start, max(prev.end, s.end)
             if _RANK[s.label] < _RANK[prev.label] and (s.end - s.start) >= (prev.end - prev.start) // 2:
-                label, detector = s.label, s.detector
+                label, detector, recognizer = s.label, s.detector, s.recognizer
             else:
-                label, detector = prev.label, prev.detector
-            out[-1] = PhiSpan(start, end, label, max(prev.score, s.score), detector)
+                label, detector, recognizer = prev.label, prev.detector, prev.recognizer
+            out[-1] = PhiSpan(start, end, label, max(prev.score, s.score), detector, recognizer)
         else:
             out.append(s)
     joined: list[PhiSpan] = []
@@ -40,7 +40,9 @@ def merge_spans(spans: list[PhiSpan], text: str) -> list[PhiSpan]:
             and text[joined[-1].end : s.start] in (" ", "-", ". ")
         ):
             prev = joined[-1]
-            joined[-1] = PhiSpan(prev.start, s.end, prev.label, max(prev.score, s.score), prev.detector)
+            joined[-1] = PhiSpan(
+                prev.start, s.end, prev.label, max(prev.score, s.score), prev.detector, prev.recognizer
+            )
         else:
             joined.append(s)
     return joined

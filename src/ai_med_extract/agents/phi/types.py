@@ -51,7 +51,8 @@ class PhiSpan:
     end: int
     label: PhiLabel
     score: float
-    detector: str
+    detector: str  # the rule or model inside the recognizer ("cue.title", "learned.spacy")
+    recognizer: str = ""  # the registry entry that found it ("names", "learned")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +61,7 @@ class PhiSpan:
             "label": str(self.label),
             "score": round(self.score, 3),
             "detector": self.detector,
+            "recognizer": self.recognizer,
         }
 
 
