@@ -104,7 +104,7 @@ image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 if [ "$clean" -eq 1 ]; then
     say "removing the smoke containers, volumes, images and $WORK"
     if command -v podman >/dev/null; then
-        "${PODMAN[@]}" rm -f ame-smoke-cpu ame-smoke-spaces >/dev/null 2>&1 || true
+        "${PODMAN[@]}" rm -f -v ame-smoke-cpu ame-smoke-spaces >/dev/null 2>&1 || true
         "${PODMAN[@]}" volume rm -f ame-smoke-cpu-data ame-smoke-cpu-models ame-smoke-spaces-data >/dev/null 2>&1 || true
     fi
     if command -v buildah >/dev/null; then
@@ -274,7 +274,7 @@ http() {  # METHOD PATH [curl args...] -> body on stdout, status in $WORK/status
 smoke_test() {  # NAME IMAGE [extra podman run args...]
     local name="ame-smoke-$1" image="$2"; shift 2
     phase "smoke test $image: start, /health/ready, keys create, upload a note"
-    "${PODMAN[@]}" rm -f "$name" >/dev/null 2>&1 || true
+    "${PODMAN[@]}" rm -f -v "$name" >/dev/null 2>&1 || true
     "${PODMAN[@]}" volume rm -f "$name-data" "$name-models" >/dev/null 2>&1 || true
     local secret fernet flags
     secret="$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')"
@@ -336,7 +336,7 @@ assert "lisinopril" in names, f"medications found: {sorted(names)}"
 print("result: text as sent, name removed from the de-identified copy, medications", sorted(names))
 EOF
     echo "upload: job completed"
-    run "${PODMAN[@]}" rm -f "$name" >/dev/null
+    run "${PODMAN[@]}" rm -f -v "$name" >/dev/null  # -v: also the image's anonymous /models volume
     "${PODMAN[@]}" volume rm -f "$name-data" >/dev/null 2>&1 || true
 }
 
