@@ -13,9 +13,14 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # requirements.txt pins torch's "+cpu" build, which PyPI does not carry: pass the PyTorch CPU wheel
-# index here (docker build --build-arg PIP_EXTRA_INDEX_URL=...) or a mirror that has it.
-ARG PIP_EXTRA_INDEX_URL=""
-ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
+# index (--build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu), a mirror that has
+# it, or a folder of wheels (PIP_FIND_LINKS, bind-mounted); PIP_CERT for a proxy's certificate
+# authority. Build arguments reach pip through the environment of the RUN steps only; they are not
+# kept in the image.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_CERT
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake git \
     && rm -rf /var/lib/apt/lists/*
@@ -27,8 +32,11 @@ COPY requirements.txt ./
 RUN pip install --no-deps -r requirements.txt
 COPY pyproject.toml README.md alembic.ini models_config.json ./
 COPY src ./src
+# Byte-code ahead of time (the root filesystem may be read-only); packages' test folders and files
+# written for newer Pythons (torch ships py312_intrinsics.py) are left out: they do not compile on 3.11.
 RUN pip install --no-deps -e . \
-    && python -m compileall -q src .venv/lib
+    && python -m compileall -q src \
+    && python -m compileall -q -j 0 -x '/(tests?|testing)/|py3(1[2-9])' .venv/lib
 
 # ---- runtime: slim, non-root, read-only root filesystem compatible -------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -120,6 +120,99 @@ def test_huggingface_space_config_builds_the_spaces_image_on_a_t4_with_the_docum
     assert "-DGGML_CUDA=on" in spaces
 
 
+BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
+SCRIPT_TARGETS = {"cpu": "Dockerfile", "spaces": "Dockerfile.hf-spaces"}
+
+
+def _declared_args(dockerfile: str) -> set[str]:
+    return {
+        item["value"].split("=", 1)[0].strip()
+        for item in dockerfile_parser(ROOT / dockerfile).structure
+        if item["instruction"] == "ARG"
+    }
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_every_base_image_is_a_build_argument_defaulting_to_the_public_image(dockerfile: str) -> None:
+    """So that scripts/build-images.sh can pass the bases it makes from Debian's packages."""
+    parser = dockerfile_parser(ROOT / dockerfile)
+    defaults = {
+        item["value"].split("=", 1)[0]: item["value"].split("=", 1)[1]
+        for item in parser.structure
+        if item["instruction"] == "ARG" and "=" in item["value"]
+    }
+    for item in parser.structure:
+        if item["instruction"] != "FROM":
+            continue
+        image = item["value"].split()[0]
+        match = re.fullmatch(r"\$\{?([A-Za-z_]+)\}?", image)
+        if match is None:  # a stage of this file
+            continue
+        default = defaults.get(match.group(1), "")
+        assert re.fullmatch(r"[a-z0-9./_-]+:[\w.-]+", default), f"{item['value']}: default {default!r}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_pip_settings_come_in_as_build_arguments_not_kept_in_the_image(dockerfile: str) -> None:
+    args = _declared_args(dockerfile)
+    assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT"} <= args
+    structure = dockerfile_parser(ROOT / dockerfile).structure
+    env = " ".join(item["value"] for item in structure if item["instruction"] == "ENV")
+    assert not re.search(r"PIP_(EXTRA_)?INDEX_URL|PIP_FIND_LINKS|PIP_CERT", env), env
+
+
+def test_build_script_help_names_its_targets_and_options() -> None:
+    done = subprocess.run(["bash", str(BUILD_SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    for word in ("cpu", "spaces", "--no-smoke", "--clean", "--no-wheelhouse", "/health/ready", "buildah"):
+        assert word in done.stdout, word
+    bad = subprocess.run(["bash", str(BUILD_SCRIPT), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--help" in bad.stderr
+
+
+def test_build_script_is_valid_bash() -> None:
+    done = subprocess.run(["bash", "-n", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_build_script_passes_only_build_arguments_the_dockerfiles_declare() -> None:
+    """A --build-arg the Dockerfile does not declare is ignored by the builder: the local base would
+    silently not be used and the build would try to pull the public one."""
+    text = BUILD_SCRIPT.read_text()
+    passed = set(re.findall(r'--build-arg "?([A-Z_]+)=', text))
+    assert {"PYTHON_IMAGE", "BUILD_IMAGE", "RUNTIME_IMAGE", "PIP_FIND_LINKS", "PRELOAD_GGUF"} <= passed
+    pip_args = {name for name in passed if name.startswith("PIP_")}
+    for target, dockerfile in SCRIPT_TARGETS.items():
+        declared = _declared_args(dockerfile)
+        assert pip_args <= declared, (dockerfile, pip_args - declared)
+        call = re.search(rf"build {re.escape(dockerfile)} .*?(?:\n\s*\[|\n\s*;;)", text, re.S)
+        assert call is not None, f"the script does not build {dockerfile} for {target}"
+        own = set(re.findall(r'--build-arg "?([A-Z_]+)=', call.group(0)))
+        assert own and own <= declared, (dockerfile, own - declared)
+
+
+def test_the_build_tools_list_stays_out_of_the_images_and_make_setup() -> None:
+    tools = {
+        line.strip() for line in (ROOT / "apt-packages-images.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }  # fmt: skip
+    assert {"buildah", "podman", "debootstrap"} <= tools
+    for dockerfile in DOCKERFILES:
+        assert ("apt", "apt-packages-images.txt") not in dockerfile_steps(ROOT / dockerfile)
+    assert ("apt", "apt-packages-images.txt") not in makefile_steps(ROOT / "Makefile")
+
+
+def test_spaces_image_builds_llama_cpp_with_cuda_once_before_the_lock_is_installed() -> None:
+    """Built after the lock, llama-cpp-python would compile twice (CPU, then CUDA with --force-reinstall)."""
+    structure = dockerfile_parser(ROOT / "Dockerfile.hf-spaces").structure
+    runs = [item["value"] for item in structure if item["instruction"] == "RUN"]
+    lock_step = ("pip", "--no-deps", "-r requirements.txt")
+    cuda = next(i for i, run in enumerate(runs) if "-DGGML_CUDA=on" in run)
+    lock = next(i for i, run in enumerate(runs) if lock_step in parse_command(run))
+    assert cuda < lock
+    assert "--force-reinstall" not in runs[cuda] and "--no-binary llama-cpp-python" in runs[cuda]
+
+
 def test_parser_reads_the_usual_spellings_of_an_install_step() -> None:
     assert parse_command("apt-get update && apt-get install -y --no-install-recommends $(cat apt-packages.txt)") == [
         ("apt", "apt-packages.txt")
