@@ -15,8 +15,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from ai_med_extract import __version__
 from ai_med_extract.agents.summary.job import build_summary_job
 from ai_med_extract.api.errors import install_error_handlers
+from ai_med_extract.api.gate import AuthGate
 from ai_med_extract.api.middleware import ServiceMiddleware
 from ai_med_extract.api.router import api_router
+from ai_med_extract.audit.refusals import RefusalSampler
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
@@ -113,7 +115,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store=store,
         audit=AuditTrail(secrets.secret_key),
         keys=KeyService(secrets.secret_key),
-        limiter=RateLimiter(settings.security.rate_limit),
+        limiter=RateLimiter.from_settings(settings.security.rate_limit),
         events=events,
         jobs=JobService(store, cipher),
         runner=runner,
@@ -130,6 +132,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await runner.stop()
+        await services.limiter.close()
         for agent in agents.values():
             close = getattr(agent, "close", None)
             if close is not None:
@@ -160,6 +163,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
         )
     max_body = settings.upload.max_bytes * settings.upload.max_files + 1024 * 1024
-    app.add_middleware(ServiceMiddleware, max_body_bytes=max_body, hsts=settings.security.hsts)
+    app.state.refusals = RefusalSampler()
+    app.add_middleware(AuthGate)  # inside ServiceMiddleware: refused before the body is read
+    app.add_middleware(
+        ServiceMiddleware,
+        max_body_bytes=max_body,
+        max_file_bytes=settings.upload.max_bytes + 64 * 1024,  # a part's bytes include its trailing CRLF
+        max_other_body_bytes=settings.summary.max_record_bytes + 1024 * 1024,
+        hsts=settings.security.hsts,
+    )
     app.include_router(api_router)
     return app

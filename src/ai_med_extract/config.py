@@ -8,6 +8,7 @@ Nested values are set with a double underscore: ``AME_DATABASE__URL=postgresql+a
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +55,14 @@ class RateLimitSettings(BaseModel):
     per_ip_per_minute: int = Field(100, ge=1, description="Requests a client IP may make in any 60 s")
     per_key_per_hour: int = Field(1000, ge=1, description="Requests an API key may make in any hour")
     burst: int = Field(20, ge=1, description="Requests a client may make within any one second")
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://HOST:PORT/DB: share the counters between replicas and workers "
+        "(default: in this process's memory)",
+    )
+    redis_key_prefix: str = Field(
+        "ame", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Prefix of the limiter's Redis keys"
+    )
 
 
 class SecuritySettings(BaseModel):
@@ -66,6 +75,20 @@ class SecuritySettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins")
     hsts: bool = Field(True, description="Send Strict-Transport-Security")
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For is believed (e.g. the ingress's "
+        "pod network). Empty: the peer address is the client, whatever the header says.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_networks(self) -> Self:
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {cidr!r} is not an address or network") from None
+        return self
 
 
 class JobSettings(BaseModel):

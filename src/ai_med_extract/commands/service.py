@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
             port=port or settings.port,
             access_log=False,
             log_config=None,
-            proxy_headers=True,
+            # X-Forwarded-For is read by the app, from AME_SECURITY__TRUSTED_PROXIES only
+            proxy_headers=False,
         )
 
     @db.command("upgrade")
@@ -82,6 +83,9 @@ def register(app: typer.Typer) -> None:
     def keys_create(
         role: Role = typer.Option(..., help="reader, clinician or admin"),
         name: str = typer.Option("default", help="A label for the key (no personal data)"),
+        tenant: str | None = typer.Option(
+            None, help="Organisation the key belongs to: it sees only that tenant's resources"
+        ),
     ) -> None:
         """Create an API key; it is shown once and stored only as a hash."""
         from ai_med_extract.security.keys import KeyService
@@ -91,7 +95,7 @@ def register(app: typer.Typer) -> None:
         service = KeyService(load_secrets(settings).secret_key)
 
         async def work(session):  # type: ignore[no-untyped-def]
-            row, token = await service.create(session, name=name, role=role)
+            row, token = await service.create(session, name=name, role=role, tenant=tenant)
             return row.id, token
 
         key_id, token = asyncio.run(_with_session(settings, work))

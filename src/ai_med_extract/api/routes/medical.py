@@ -16,8 +16,11 @@ from ai_med_extract.agents.medical.extractor import MedicalExtractor
 from ai_med_extract.agents.medical.fhir import to_fhir_bundle
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.api.ownership import document_for
 from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
 from ai_med_extract.errors import BadRequest, NotFound, Unprocessable
+from ai_med_extract.security.access import Access, Action, Owner, authorize
+from ai_med_extract.security.keys import Principal
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["medical"])
@@ -98,8 +101,16 @@ def _out(view: RecordView, latest: int, *, fhir: bool, history: list[VersionInfo
     )
 
 
-async def _document_text(services: Services, session: Any, document_id: str) -> str:
-    _, result = await services.jobs.document(session, document_id)
+def _record_not_found(record_id: str) -> NotFound:
+    return NotFound("no such medical record", code="MEDICAL_RECORD_NOT_FOUND", details={"record_id": record_id[:64]})
+
+
+def _record_access(principal: Principal, view: RecordView, action: Action = Action.read) -> Access:
+    return authorize(principal, Owner(view.created_by, view.tenant), _record_not_found(view.id), action)
+
+
+async def _document_text(services: Services, session: Any, principal: Principal, document_id: str) -> str:
+    _, result, _ = await document_for(services, session, principal, document_id, Action.write)
     if not result:
         raise Unprocessable("the document has not been processed", code="DOCUMENT_NOT_PROCESSED",
                             details={"document_id": document_id[:64]})
@@ -121,7 +132,8 @@ async def extract_medical_data(
 ) -> RecordOut:
     agent = _agent(services)
     if body.document_id is not None:
-        text = await _document_text(services, session, body.document_id)
+        text = await _document_text(services, session, principal, body.document_id)
+        await session.commit()  # end the read: the extraction below may be slow (LLM mode)
     else:
         text = body.text or ""
     extraction = await agent.aextract(text, mode=body.mode, model=body.model)
@@ -135,6 +147,7 @@ async def extract_medical_data(
         mode=extraction.mode,
         document_id=body.document_id,
         created_by=principal.user_id,
+        tenant=principal.tenant,
     )
     await audit.record(
         action="medical.extract",
@@ -175,6 +188,7 @@ async def get_updated_medical_data(
             raise NotFound("no medical record for the document", code="MEDICAL_RECORD_NOT_FOUND",
                            details={"document_id": document_id[:64]})
     latest = await repo.get(session, record_id)
+    access = _record_access(principal, latest)
     view = latest if version is None else await repo.get(session, record_id, version=version)
     history = await repo.history(session, record_id)
     await audit.record(
@@ -183,6 +197,7 @@ async def get_updated_medical_data(
         resource_id=record_id,
         phi_accessed=True,
         request_data={"version": view.version, "latest_version": latest.version, "fhir": fhir},
+        access=access,
     )
     return _out(view, latest.version, fhir=fhir, history=history)
 
@@ -197,6 +212,7 @@ async def update_medical_data(
 ) -> UpdateOut:
     repo = MedicalRecordRepository(services.cipher)
     current = await repo.get(session, body.record_id)
+    access = _record_access(principal, current, Action.write)
     try:
         corrected = MedicalExtraction.model_validate(body.data)
     except ValidationError as exc:
@@ -221,6 +237,7 @@ async def update_medical_data(
         resource_id=body.record_id,
         phi_accessed=True,
         request_data={"from_version": body.version, "version": new_version, "counts": counts},
+        access=access,
     )
     return UpdateOut(record_id=body.record_id, version=new_version, counts=counts)
 
