@@ -85,8 +85,7 @@ async def test_the_in_memory_limiter_forgets_clients_whose_windows_expired() -> 
     limiter.add_scope("tick", RateLimitItemPerSecond(5, namespace="t-tick"))
     for i in range(20_000):
         assert (await limiter.hit_all([("tick", f"client-{i}")])).allowed
-    held = storage.counters()
-    assert 20_000 <= held <= 40_000  # one or two counters a client, nothing more
+    assert 0 < storage.counters() <= 40_000  # at most two counters a client (fewer once some expired)
     await asyncio.sleep(2.2)  # let every 1-s window (kept for two spans) expire
     await limiter.hit_all([("tick", "late-client")])
     assert storage.counters() <= 2

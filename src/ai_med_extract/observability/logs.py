@@ -50,6 +50,15 @@ class ExceptionTextFilter(logging.Filter):
         return True
 
 
+class _TextFormatter(logging.Formatter):
+    """Plain text for humans; an exception shows as its type (the filter removed its text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        error_type = getattr(record, "error_type", None)
+        return f"{line} error_type={error_type}" if error_type else line
+
+
 def configure_logging(settings: LogSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_CorrelationFilter())
@@ -63,9 +72,7 @@ def configure_logging(settings: LogSettings) -> None:
             )
         )
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s")
-        )
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s"))
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "_ame", False):
