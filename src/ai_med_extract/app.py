@@ -18,6 +18,7 @@ from ai_med_extract.api.errors import install_error_handlers
 from ai_med_extract.api.gate import AuthGate
 from ai_med_extract.api.middleware import ServiceMiddleware
 from ai_med_extract.api.router import api_router
+from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
 from ai_med_extract.audit.refusals import RefusalSampler
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
@@ -89,6 +90,22 @@ async def _retention_sweep(services: Services) -> None:
         await asyncio.sleep(interval)
 
 
+async def _checkpoint(services: Services) -> None:
+    if services.checkpoints is None:
+        return
+    try:
+        async with services.sessionmaker() as session:
+            await write_checkpoint(session, services.checkpoints)
+    except Exception as exc:
+        log_exception(logger, "audit checkpoint failed", exc)
+
+
+async def _checkpoints(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.audit.checkpoint_interval_s)
+        await _checkpoint(services)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -120,18 +137,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs=JobService(store, cipher),
         runner=runner,
         agents=agents,
+        checkpoints=CheckpointLog(settings.checkpoint_dir, secrets.secret_key,
+                                  syslog_address=settings.audit.checkpoint_syslog),
     )
     app.state.services = services
     await runner.start()
     sweeper = asyncio.create_task(_retention_sweep(services), name="retention-sweep")
+    checkpointer = asyncio.create_task(_checkpoints(services), name="audit-checkpoints")
     logger.info("service started", extra={"version": __version__, "environment": settings.environment.value})
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, checkpointer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await runner.stop()
+        await _checkpoint(services)  # the head at shutdown, after the last job's rows
         await services.limiter.close()
         for agent in agents.values():
             close = getattr(agent, "close", None)

@@ -29,8 +29,17 @@ class DatabaseSettings(BaseModel):
         "sqlite+aiosqlite:///./data/ai-med-extract.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
     )
+    owner_url: str | None = Field(
+        None,
+        description="URL of the owner role that migrations and `db grant` run as (default: url). The "
+        "service then connects with `url`, a role that may only SELECT and INSERT on audit_logs.",
+    )
     pool_size: int = Field(5, ge=1, le=100, description="Connections kept open (PostgreSQL only)")
     echo: bool = Field(False, description="Log SQL statements (never enable with real data)")
+
+    @property
+    def migration_url(self) -> str:
+        return self.owner_url or self.url
 
     @property
     def is_sqlite(self) -> bool:
@@ -89,6 +98,19 @@ class SecuritySettings(BaseModel):
             except ValueError:
                 raise ValueError(f"trusted_proxies: {cidr!r} is not an address or network") from None
         return self
+
+
+class AuditSettings(BaseModel):
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="Where signed checkpoints of the audit chain's head are appended (default: "
+        "STORAGE_DIRECTORY/audit-checkpoints). Put it where the database's roles cannot write; "
+        "`audit verify` reads it.",
+    )
+    checkpoint_interval_s: float = Field(60.0, ge=1, le=60, description="Seconds between checkpoints")
+    checkpoint_syslog: str | None = Field(
+        None, description="Also send each checkpoint to syslog: /dev/log, or HOST:PORT (UDP)"
+    )
 
 
 class JobSettings(BaseModel):
@@ -191,6 +213,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     upload: UploadSettings = Field(default_factory=UploadSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
@@ -217,6 +240,10 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("insecure production settings: " + "; ".join(problems))
         return self
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.audit.checkpoint_dir or self.storage.directory / "audit-checkpoints"
 
     @cached_property
     def secrets_dir(self) -> Path:

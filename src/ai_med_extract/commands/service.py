@@ -1,4 +1,4 @@
-"""`serve`, `db upgrade`, `keys create|revoke`, `audit verify`."""
+"""`serve`, `db upgrade|grant`, `keys create|revoke`, `audit checkpoint|verify|export`."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
 
         settings = Settings()
         if upgrade:
-            upgrade_database(settings.database.url)
+            upgrade_database(settings.database.migration_url)
         if bootstrap_key and settings.security.auth_enabled:
             _bootstrap_admin_key(settings)
         uvicorn.run(
@@ -76,8 +76,19 @@ def register(app: typer.Typer) -> None:
     @db.command("upgrade")
     def db_upgrade() -> None:
         """Apply all migrations (creates the schema on an empty database)."""
-        upgrade_database(Settings().database.url)
+        upgrade_database(Settings().database.migration_url)
         typer.echo("database is up to date")
+
+    @db.command("grant")
+    def db_grant(
+        role: str = typer.Option(..., help="The service role (an existing PostgreSQL role)"),
+    ) -> None:
+        """PostgreSQL: give the service role what the app needs, and only SELECT/INSERT on audit_logs.
+        Runs as the owner (AME_DATABASE__OWNER_URL, else AME_DATABASE__URL)."""
+        from ai_med_extract.db.roles import grant_service_role
+
+        statements = asyncio.run(grant_service_role(Settings().database.migration_url, role))
+        typer.echo(f"{len(statements)} grants applied to {role}")
 
     @keys.command("create")
     def keys_create(
@@ -116,17 +127,35 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         typer.echo(f"key {key_id} revoked")
 
+    @audit.command("checkpoint")
+    def audit_checkpoint() -> None:
+        """Append a signed checkpoint of the chain's head (row count and last hash) to the checkpoint file."""
+        from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
+        from ai_med_extract.storage.secrets import load_secrets
+
+        settings = Settings()
+        log = CheckpointLog(settings.checkpoint_dir, load_secrets(settings).secret_key,
+                            syslog_address=settings.audit.checkpoint_syslog)
+        checkpoint = asyncio.run(_with_session(settings, lambda s: write_checkpoint(s, log)))
+        typer.echo(f"checkpoint: {checkpoint.rows} rows, last row {checkpoint.last_id}, written to {log.path}")
+
     @audit.command("verify")
     def audit_verify() -> None:
-        """Check the audit trail's hash chain; name each edited row or broken link."""
+        """Check the audit trail's hash chain against the last checkpoint; name each edited row, broken
+        link or cut tail."""
+        from ai_med_extract.audit.checkpoint import CheckpointLog
         from ai_med_extract.audit.trail import verify_chain
         from ai_med_extract.storage.secrets import load_secrets
 
         settings = Settings()
         secret = load_secrets(settings).secret_key
-        report = asyncio.run(_with_session(settings, lambda s: verify_chain(s, secret)))
-        if report.ok:
-            typer.echo(f"audit trail intact: {report.rows_checked} rows verified")
+        checkpoint, checkpoint_problems = CheckpointLog(settings.checkpoint_dir, secret).last()
+        report = asyncio.run(_with_session(settings, lambda s: verify_chain(s, secret, checkpoint)))
+        for line in checkpoint_problems:
+            typer.echo(line)
+        if report.ok and not checkpoint_problems:
+            against = f", consistent with the checkpoint of {checkpoint.at}" if checkpoint else " (no checkpoint yet)"
+            typer.echo(f"audit trail intact: {report.rows_checked} rows verified{against}")
             return
         for problem in report.problems:
             typer.echo(f"row {problem.row_id}: {problem.reason}")
