@@ -139,6 +139,30 @@ def register(app: typer.Typer) -> None:
         checkpoint = asyncio.run(_with_session(settings, lambda s: write_checkpoint(s, log)))
         typer.echo(f"checkpoint: {checkpoint.rows} rows, last row {checkpoint.last_id}, written to {log.path}")
 
+    @audit.command("export")
+    def audit_export(
+        after_id: int = typer.Option(0, help="Only rows after this id"),
+        output: Path = typer.Option(Path("-"), help="File to write (default: standard output)"),
+    ) -> None:
+        """Write the audit trail as FHIR R4 AuditEvent NDJSON (metadata only)."""
+        import json
+
+        from ai_med_extract.audit.fhir import export_events
+
+        async def work(session):  # type: ignore[no-untyped-def]
+            lines = []
+            async for event in export_events(session, after_id):
+                lines.append(json.dumps(event, separators=(",", ":")))
+            return lines
+
+        lines = asyncio.run(_with_session(Settings(), work))
+        text = "".join(line + "\n" for line in lines)
+        if str(output) == "-":
+            sys.stdout.write(text)
+        else:
+            output.write_text(text)
+            typer.echo(f"{len(lines)} AuditEvent resources written to {output}", err=True)
+
     @audit.command("verify")
     def audit_verify() -> None:
         """Check the audit trail's hash chain against the last checkpoint; name each edited row, broken
