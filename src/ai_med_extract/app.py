@@ -75,6 +75,21 @@ def build_pipeline(agents: dict[str, Any]) -> DocumentPipeline:
     return DocumentPipeline(stages)
 
 
+async def _sweep_patient_tables(services: Services) -> dict[str, int]:
+    """Medical records (with their versions) and PHI mappings past the retention period."""
+    from datetime import timedelta
+
+    from ai_med_extract.db.base import utcnow
+    from ai_med_extract.db.medical import MedicalRecordRepository
+    from ai_med_extract.db.phi import PhiMappingRepository
+
+    cutoff = utcnow() - timedelta(hours=services.settings.storage.retention_hours)
+    async with services.sessionmaker() as session, session.begin():
+        records = await MedicalRecordRepository(services.cipher).delete_older_than(session, cutoff)
+        mappings = await PhiMappingRepository(services.cipher).delete_older_than(session, cutoff)
+    return {"medical_records": records, "phi_mappings": mappings}
+
+
 async def _retention_sweep(services: Services) -> None:
     interval = services.settings.storage.sweep_interval_s
     while True:
@@ -85,6 +100,9 @@ async def _retention_sweep(services: Services) -> None:
                     await services.jobs.delete(session, job)
             if expired:
                 logger.info("retention sweep removed jobs", extra={"count": len(expired)})
+            removed = await _sweep_patient_tables(services)
+            if any(removed.values()):
+                logger.info("retention sweep removed records", extra=removed)
         except Exception as exc:
             log_exception(logger, "retention sweep failed", exc)
         await asyncio.sleep(interval)

@@ -54,7 +54,8 @@ class StorageSettings(BaseModel):
         "in the storage directory; production requires it.",
     )
     retention_hours: float = Field(
-        168.0, gt=0, le=24 * 365 * 10, description="Jobs, documents and results older than this are removed"
+        168.0, gt=0, le=24 * 365 * 10,
+        description="Jobs, documents, results, medical records and PHI mappings older than this are removed"
     )
     sweep_interval_s: float = Field(300.0, gt=0, description="How often the retention sweep runs")
 

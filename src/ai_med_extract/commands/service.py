@@ -19,6 +19,11 @@ def upgrade_database(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from ai_med_extract.db.engine import private_sqlite_file, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None:
+        private_sqlite_file(path)
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, select, update
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -166,6 +166,13 @@ class MedicalRecordRepository:
             .order_by(MedicalRecordVersion.version)
         )
         return [VersionInfo(v.version, v.changed_by, v.reason, v.counts, v.created_at) for v in found.scalars()]
+
+    async def delete_older_than(self, session: AsyncSession, cutoff: datetime) -> int:
+        """Retention: remove records (with every version) created before ``cutoff``."""
+        old = select(MedicalRecord.id).where(MedicalRecord.created_at < cutoff)
+        await session.execute(delete(MedicalRecordVersion).where(MedicalRecordVersion.record_id.in_(old)))
+        result = await session.execute(delete(MedicalRecord).where(MedicalRecord.created_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def update(
         self,

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, LargeBinary, String, select
+from sqlalchemy import Integer, LargeBinary, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,3 +69,8 @@ class PhiMappingRepository:
             return None
         value = self._cipher.decrypt_json(row.mapping_enc)
         return StoredMapping(row.id, {str(k): str(v) for k, v in value.items()}, row.created_by, row.tenant)
+
+    async def delete_older_than(self, session: AsyncSession, cutoff: datetime) -> int:
+        """Retention: remove mappings created before ``cutoff`` (their tokens can no longer be undone)."""
+        result = await session.execute(delete(PhiMapping).where(PhiMapping.created_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
