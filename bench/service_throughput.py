@@ -6,6 +6,12 @@ against a bare FastAPI app with the same routes doing nothing, in the same run.
 Both servers run in their own uvicorn process on loopback; the load comes from this process. The
 service runs with authentication on (a real key), the audit trail, encrypted storage and the job
 runner; rate limits are raised so that they do not refuse the load.
+
+    .venv/bin/python bench/service_throughput.py --audit-overhead [--clients 8] [--database URL]
+
+measures the audit trail alone instead: concurrent writers each committing one audit row per short
+transaction (what an audited action adds, and what the intent/outcome rows of a generation cost),
+against the same writers committing an empty write transaction, in the same run.
 """
 
 from __future__ import annotations
@@ -99,6 +105,62 @@ def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
+# -- audit overhead (a separate measurement: --audit-overhead) ---------------------------------------
+async def _audit_writers(url: str, clients: int, seconds: float, audited: bool) -> list[float]:
+    from sqlalchemy import text
+
+    from ai_med_extract.audit.trail import AuditEntry, AuditTrail
+    from ai_med_extract.config import DatabaseSettings
+    from ai_med_extract.db.engine import create_engine, create_sessionmaker
+
+    engine = create_engine(DatabaseSettings(url=url, pool_size=clients))
+    sessions = create_sessionmaker(engine)
+    trail = AuditTrail(b"bench-secret-" + b"x" * 32)
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def writer(n: int) -> None:
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            async with sessions() as session, session.begin():
+                if audited:
+                    await trail.append(session, AuditEntry(action="bench.read", resource_type="job",
+                                                           resource_id=str(n), user_id="key:1:bench",
+                                                           request_data={"status": "completed"},
+                                                           response_status=200))
+                else:
+                    await session.execute(text("SELECT 1"))
+            latencies.append(time.perf_counter() - started)
+
+    try:
+        await asyncio.gather(*[writer(i) for i in range(clients)])
+    finally:
+        await engine.dispose()
+    return latencies
+
+
+def audit_overhead(database: str | None, clients: int, seconds: float) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="ame-bench-audit-"))
+    url = database or f"sqlite+aiosqlite:///{workdir}/bench.db"
+    from ai_med_extract.commands.service import upgrade_database
+
+    upgrade_database(url)
+    runs: dict[str, list[dict[str, float]]] = {"empty transaction": [], "audit row": []}
+    asyncio.run(_audit_writers(url, clients, 1.0, True))  # warm-up
+    for _ in range(3):  # interleaved rounds, so that a busy machine weighs on both alike
+        for name, audited in (("empty transaction", False), ("audit row", True)):
+            runs[name].append(_summary(asyncio.run(_audit_writers(url, clients, seconds, audited)), seconds))
+    results = {name: sorted(rounds, key=lambda r: r["rps"])[1] for name, rounds in runs.items()}  # median round
+    print(f"audit overhead: {clients} concurrent writers, 3 rounds of {seconds:g} s each (median shown), database: "
+          f"{'PostgreSQL' if database else 'SQLite'}")
+    print(f"{'':<20}{'tx/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, r in results.items():
+        print(f"{name:<20}{r['rps']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}")
+    ratio = results["audit row"]["rps"] / results["empty transaction"]["rps"]
+    extra = results["audit row"]["p50_ms"] - results["empty transaction"]["p50_ms"]
+    print(f"{'ratio':<20}{ratio:>10.3f}   (audited tx/s / empty tx/s); the chain adds {extra:.2f} ms at p50")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -110,7 +172,12 @@ def main() -> None:
         help="uploads ask for text extraction only (no PHI scrubbing or medical extraction), so the figures "
         "show the API, audit, storage and job overhead apart from the NLP work the jobs do in-process",
     )
+    parser.add_argument("--audit-overhead", action="store_true",
+                        help="measure the audit trail's write cost instead of the HTTP routes")
     args = parser.parse_args()
+    if args.audit_overhead:
+        audit_overhead(args.database, args.clients, args.seconds)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="ame-bench-"))
     env = {
         **os.environ,

@@ -15,9 +15,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from ai_med_extract import __version__
 from ai_med_extract.agents.summary.job import build_summary_job
 from ai_med_extract.api.errors import install_error_handlers
+from ai_med_extract.api.gate import AuthGate
 from ai_med_extract.api.middleware import ServiceMiddleware
 from ai_med_extract.api.openapi import install_docs
 from ai_med_extract.api.router import api_router
+from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
+from ai_med_extract.audit.refusals import RefusalSampler
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
@@ -77,6 +80,21 @@ def build_pipeline(agents: dict[str, Any]) -> DocumentPipeline:
     return DocumentPipeline(stages)
 
 
+async def _sweep_patient_tables(services: Services) -> dict[str, int]:
+    """Medical records (with their versions) and PHI mappings past the retention period."""
+    from datetime import timedelta
+
+    from ai_med_extract.db.base import utcnow
+    from ai_med_extract.db.medical import MedicalRecordRepository
+    from ai_med_extract.db.phi import PhiMappingRepository
+
+    cutoff = utcnow() - timedelta(hours=services.settings.storage.retention_hours)
+    async with services.sessionmaker() as session, session.begin():
+        records = await MedicalRecordRepository(services.cipher).delete_older_than(session, cutoff)
+        mappings = await PhiMappingRepository(services.cipher).delete_older_than(session, cutoff)
+    return {"medical_records": records, "phi_mappings": mappings}
+
+
 async def _retention_sweep(services: Services) -> None:
     interval = services.settings.storage.sweep_interval_s
     while True:
@@ -87,9 +105,28 @@ async def _retention_sweep(services: Services) -> None:
                     await services.jobs.delete(session, job)
             if expired:
                 logger.info("retention sweep removed jobs", extra={"count": len(expired)})
+            removed = await _sweep_patient_tables(services)
+            if any(removed.values()):
+                logger.info("retention sweep removed records", extra=removed)
         except Exception as exc:
             log_exception(logger, "retention sweep failed", exc)
         await asyncio.sleep(interval)
+
+
+async def _checkpoint(services: Services) -> None:
+    if services.checkpoints is None:
+        return
+    try:
+        async with services.sessionmaker() as session:
+            await write_checkpoint(session, services.checkpoints)
+    except Exception as exc:
+        log_exception(logger, "audit checkpoint failed", exc)
+
+
+async def _checkpoints(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.audit.checkpoint_interval_s)
+        await _checkpoint(services)
 
 
 @asynccontextmanager
@@ -118,23 +155,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store=store,
         audit=AuditTrail(secrets.secret_key),
         keys=KeyService(secrets.secret_key),
-        limiter=RateLimiter(settings.security.rate_limit),
+        limiter=RateLimiter.from_settings(settings.security.rate_limit),
         events=events,
         jobs=JobService(store, cipher),
         runner=runner,
         agents=agents,
+        checkpoints=CheckpointLog(settings.checkpoint_dir, secrets.secret_key,
+                                  syslog_address=settings.audit.checkpoint_syslog),
     )
     app.state.services = services
     await runner.start()
     sweeper = asyncio.create_task(_retention_sweep(services), name="retention-sweep")
+    checkpointer = asyncio.create_task(_checkpoints(services), name="audit-checkpoints")
     logger.info("service started", extra={"version": __version__, "environment": settings.environment.value})
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, checkpointer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await runner.stop()
+        await _checkpoint(services)  # the head at shutdown, after the last job's rows
+        await services.limiter.close()
         for agent in agents.values():
             close = getattr(agent, "close", None)
             if close is not None:
@@ -167,7 +210,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
         )
     max_body = settings.upload.max_bytes * settings.upload.max_files + 1024 * 1024
-    app.add_middleware(ServiceMiddleware, max_body_bytes=max_body, hsts=settings.security.hsts)
+    app.state.refusals = RefusalSampler()
+    app.add_middleware(AuthGate)  # inside ServiceMiddleware: refused before the body is read
+    app.add_middleware(
+        ServiceMiddleware,
+        max_body_bytes=max_body,
+        max_file_bytes=settings.upload.max_bytes + 64 * 1024,  # a part's bytes include its trailing CRLF
+        max_other_body_bytes=settings.summary.max_record_bytes + 1024 * 1024,
+        hsts=settings.security.hsts,
+    )
     app.include_router(api_router)
     install_docs(app)
     return app

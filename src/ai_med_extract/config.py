@@ -11,6 +11,7 @@ Nested values are set with a double underscore: ``AME_DATABASE__URL=postgresql+a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from functools import cached_property
@@ -59,8 +60,17 @@ class DatabaseSettings(BaseModel):
         "sqlite+aiosqlite:///./data/ai-med-extract.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
     )
+    owner_url: str | None = Field(
+        None,
+        description="URL of the owner role that migrations and `db grant` run as (default: url). The "
+        "service then connects with `url`, a role that may only SELECT and INSERT on audit_logs.",
+    )
     pool_size: int = Field(5, ge=1, le=100, description="Connections kept open (PostgreSQL only)")
     echo: bool = Field(False, description="Log SQL statements (never enable with real data)")
+
+    @property
+    def migration_url(self) -> str:
+        return self.owner_url or self.url
 
     @property
     def is_sqlite(self) -> bool:
@@ -75,7 +85,8 @@ class StorageSettings(BaseModel):
         "in the storage directory; production requires it.",
     )
     retention_hours: float = Field(
-        168.0, gt=0, le=24 * 365 * 10, description="Jobs, documents and results older than this are removed"
+        168.0, gt=0, le=24 * 365 * 10,
+        description="Jobs, documents, results, medical records and PHI mappings older than this are removed"
     )
     sweep_interval_s: float = Field(300.0, gt=0, description="How often the retention sweep runs")
 
@@ -85,6 +96,14 @@ class RateLimitSettings(BaseModel):
     per_ip_per_minute: int = Field(100, ge=1, description="Requests a client IP may make in any 60 s")
     per_key_per_hour: int = Field(1000, ge=1, description="Requests an API key may make in any hour")
     burst: int = Field(20, ge=1, description="Requests a client may make within any one second")
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://HOST:PORT/DB: share the counters between replicas and workers "
+        "(default: in this process's memory)",
+    )
+    redis_key_prefix: str = Field(
+        "ame", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Prefix of the limiter's Redis keys"
+    )
 
 
 class SecuritySettings(BaseModel):
@@ -97,6 +116,33 @@ class SecuritySettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins")
     hsts: bool = Field(True, description="Send Strict-Transport-Security")
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For is believed (e.g. the ingress's "
+        "pod network). Empty: the peer address is the client, whatever the header says.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_networks(self) -> Self:
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {cidr!r} is not an address or network") from None
+        return self
+
+
+class AuditSettings(BaseModel):
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="Where signed checkpoints of the audit chain's head are appended (default: "
+        "STORAGE_DIRECTORY/audit-checkpoints). Put it where the database's roles cannot write; "
+        "`audit verify` reads it.",
+    )
+    checkpoint_interval_s: float = Field(60.0, ge=1, le=60, description="Seconds between checkpoints")
+    checkpoint_syslog: str | None = Field(
+        None, description="Also send each checkpoint to syslog: /dev/log, or HOST:PORT (UDP)"
+    )
 
 
 class JobSettings(BaseModel):
@@ -223,6 +269,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     upload: UploadSettings = Field(default_factory=UploadSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
@@ -261,6 +308,10 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("insecure production settings: " + "; ".join(problems))
         return self
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.audit.checkpoint_dir or self.storage.directory / "audit-checkpoints"
 
     @cached_property
     def secrets_dir(self) -> Path:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ai_med_extract.audit.checkpoint import CheckpointLog
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import Settings
 from ai_med_extract.errors import ServiceUnavailable
@@ -34,6 +35,7 @@ class Services:
     runner: JobRunner
     # Agents and the model pool, keyed by name ("pool", "text", "phi", "medical", "summary").
     agents: dict[str, Any] = field(default_factory=dict)
+    checkpoints: CheckpointLog | None = None
 
     @property
     def pool(self) -> Any:

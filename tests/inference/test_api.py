@@ -89,9 +89,10 @@ async def test_generate_summary_answers_in_json_and_is_audited_without_text(api:
     body = response.json()
     assert response.status_code == 200
     assert body["model"] == "tiny" and body["finish_reason"] == "length" and body["fallbacks"] == []
-    action, phi, data = (await audit_actions(api))[-1]
-    assert action == "summary.generate" and phi is True
+    (action, phi, data), (done, done_phi, outcome) = (await audit_actions(api))[-2:]
+    assert action == done == "summary.generate" and phi is True and done_phi is False  # intent, outcome
     assert data["chars"] == len(NOTE) and "pneumonia" not in json.dumps(data)
+    assert outcome["completion_tokens"] == body["completion_tokens"] and "pneumonia" not in json.dumps(outcome)
 
 
 async def test_generate_summary_streams_tokens_over_sse(api: httpx.AsyncClient):

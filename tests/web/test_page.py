@@ -86,4 +86,4 @@ async def test_whoami_names_the_role_of_a_valid_key_and_refuses_a_missing_one(se
             _, token = await services.keys.create(session, name="web-test", role=Role.clinician)
         accepted = await client.get("/api/whoami", headers={"X-API-Key": token})
         assert accepted.status_code == 200
-        assert accepted.json() == {"role": "clinician", "auth_enabled": True}
+        assert accepted.json() == {"role": "clinician", "tenant": None, "auth_enabled": True}

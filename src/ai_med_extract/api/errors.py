@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ai_med_extract.api.deps import client_ip
+from ai_med_extract.audit.refusals import record_refusal
 from ai_med_extract.audit.trail import AuditEntry
-from ai_med_extract.errors import AppError, ServiceUnavailable, TooManyRequests
+from ai_med_extract.errors import AppError, ServiceUnavailable, TooManyRequests, Unauthorized
 from ai_med_extract.observability.logs import log_exception
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,10 @@ async def _audit_failure(request: Request, status: int, code: str) -> None:
                     user_id=principal.user_id if principal else None,
                     ip_address=client_ip(request),
                     user_agent=request.headers.get("user-agent"),
-                    request_data={"path_params": {k: str(v)[:64] for k, v in request.path_params.items()}},
+                    request_data={
+                        "path_params": {k: str(v)[:64] for k, v in request.path_params.items()},
+                        **({"intent": intent} if (intent := getattr(request.state, "audit_intent", None)) else {}),
+                    },
                     response_status=status,
                     error_message=code,
                 ),
@@ -81,7 +85,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(exc.retry_after)}
         if exc.status_code >= 500:
             logger.error("request failed", extra={"error_code": exc.code, "status": exc.status_code})
-        await _audit_failure(request, exc.status_code, exc.code)
+        if isinstance(exc, Unauthorized | TooManyRequests):
+            await record_refusal(request, request.app.state.services, exc)
+        else:
+            await _audit_failure(request, exc.status_code, exc.code)
         return envelope(exc.status_code, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from ai_med_extract.api.routes import health, jobs, medical, models, phi, summary, transcribe, web
+from ai_med_extract.api.routes import audit, health, jobs, medical, models, phi, summary, transcribe, web
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -12,4 +12,5 @@ api_router.include_router(medical.router)
 api_router.include_router(models.router)
 api_router.include_router(summary.router)
 api_router.include_router(transcribe.router)
+api_router.include_router(audit.router)
 api_router.include_router(web.router)

@@ -144,12 +144,18 @@ async def _rows(session: AsyncSession, batch: int = 1000) -> AsyncIterator[Audit
         last_id = rows[-1].id
 
 
-async def verify_chain(session: AsyncSession, secret: bytes) -> VerifyReport:
-    """Walk the whole trail; report each row whose content or link does not check out."""
+async def verify_chain(session: AsyncSession, secret: bytes, checkpoint: Any = None) -> VerifyReport:
+    """Walk the whole trail; report each row whose content or link does not check out.
+
+    With a ``checkpoint`` (``audit.checkpoint.Checkpoint``), also report rows missing up to it: a
+    cut tail (the last rows, or all of them, deleted) breaks no link, but the checkpoint remembers
+    how many rows there were and the hash of the last one."""
     problems: list[VerifyProblem] = []
     expected_prev = GENESIS
     count = 0
     previous_id: int | None = None
+    upto_checkpoint = 0
+    head_seen = False
     async for row in _rows(session):
         count += 1
         if row.prev_hash != expected_prev:
@@ -159,6 +165,24 @@ async def verify_chain(session: AsyncSession, secret: bytes) -> VerifyReport:
             )
         if row_digest(secret, row.prev_hash, row) != row.row_hash:
             problems.append(VerifyProblem(row.id, "content does not match its hash: the row was edited"))
+        if checkpoint is not None and row.id <= checkpoint.last_id:
+            upto_checkpoint += 1
+            if row.id == checkpoint.last_id:
+                head_seen = True
+                if row.row_hash != checkpoint.head_hash:
+                    problems.append(VerifyProblem(row.id, "differs from the checkpointed head of the chain"))
         expected_prev = row.row_hash
         previous_id = row.id
+    if checkpoint is not None and checkpoint.rows:
+        if not head_seen:
+            problems.append(VerifyProblem(
+                checkpoint.last_id,
+                f"the checkpoint of {checkpoint.at} ends at row {checkpoint.last_id}, which is gone: "
+                "the tail of the trail was cut",
+            ))
+        elif upto_checkpoint != checkpoint.rows:
+            problems.append(VerifyProblem(
+                checkpoint.last_id,
+                f"{checkpoint.rows - upto_checkpoint} row(s) up to the checkpoint of {checkpoint.at} are missing",
+            ))
     return VerifyReport(rows_checked=count, problems=tuple(problems))

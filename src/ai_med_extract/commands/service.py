@@ -1,4 +1,4 @@
-"""`serve`, `db upgrade`, `keys create|revoke`, `audit verify`."""
+"""`serve`, `db upgrade|grant`, `keys create|revoke`, `audit checkpoint|verify|export`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def upgrade_database(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from ai_med_extract.db.engine import private_sqlite_file, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None:
+        private_sqlite_file(path)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -62,7 +67,7 @@ def register(app: typer.Typer) -> None:
 
         settings = Settings()
         if upgrade:
-            upgrade_database(settings.database.url)
+            upgrade_database(settings.database.migration_url)
         if bootstrap_key and settings.security.auth_enabled:
             _bootstrap_admin_key(settings)
         uvicorn.run(
@@ -71,19 +76,34 @@ def register(app: typer.Typer) -> None:
             port=port or settings.port,
             access_log=False,
             log_config=None,
-            proxy_headers=True,
+            # X-Forwarded-For is read by the app, from AME_SECURITY__TRUSTED_PROXIES only
+            proxy_headers=False,
         )
 
     @db.command("upgrade")
     def db_upgrade() -> None:
         """Apply all migrations (creates the schema on an empty database)."""
-        upgrade_database(Settings().database.url)
+        upgrade_database(Settings().database.migration_url)
         typer.echo("database is up to date")
+
+    @db.command("grant")
+    def db_grant(
+        role: str = typer.Option(..., help="The service role (an existing PostgreSQL role)"),
+    ) -> None:
+        """PostgreSQL: give the service role what the app needs, and only SELECT/INSERT on audit_logs.
+        Runs as the owner (AME_DATABASE__OWNER_URL, else AME_DATABASE__URL)."""
+        from ai_med_extract.db.roles import grant_service_role
+
+        statements = asyncio.run(grant_service_role(Settings().database.migration_url, role))
+        typer.echo(f"{len(statements)} grants applied to {role}")
 
     @keys.command("create")
     def keys_create(
         role: Role = typer.Option(..., help="reader, clinician or admin"),
         name: str = typer.Option("default", help="A label for the key (no personal data)"),
+        tenant: str | None = typer.Option(
+            None, help="Organisation the key belongs to: it sees only that tenant's resources"
+        ),
     ) -> None:
         """Create an API key; it is shown once and stored only as a hash."""
         from ai_med_extract.security.keys import KeyService
@@ -93,7 +113,7 @@ def register(app: typer.Typer) -> None:
         service = KeyService(load_secrets(settings).secret_key)
 
         async def work(session):  # type: ignore[no-untyped-def]
-            row, token = await service.create(session, name=name, role=role)
+            row, token = await service.create(session, name=name, role=role, tenant=tenant)
             return row.id, token
 
         key_id, token = asyncio.run(_with_session(settings, work))
@@ -114,17 +134,59 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         typer.echo(f"key {key_id} revoked")
 
+    @audit.command("checkpoint")
+    def audit_checkpoint() -> None:
+        """Append a signed checkpoint of the chain's head (row count and last hash) to the checkpoint file."""
+        from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
+        from ai_med_extract.storage.secrets import load_secrets
+
+        settings = Settings()
+        log = CheckpointLog(settings.checkpoint_dir, load_secrets(settings).secret_key,
+                            syslog_address=settings.audit.checkpoint_syslog)
+        checkpoint = asyncio.run(_with_session(settings, lambda s: write_checkpoint(s, log)))
+        typer.echo(f"checkpoint: {checkpoint.rows} rows, last row {checkpoint.last_id}, written to {log.path}")
+
+    @audit.command("export")
+    def audit_export(
+        after_id: int = typer.Option(0, help="Only rows after this id"),
+        output: Path = typer.Option(Path("-"), help="File to write (default: standard output)"),
+    ) -> None:
+        """Write the audit trail as FHIR R4 AuditEvent NDJSON (metadata only)."""
+        import json
+
+        from ai_med_extract.audit.fhir import export_events
+
+        async def work(session):  # type: ignore[no-untyped-def]
+            lines = []
+            async for event in export_events(session, after_id):
+                lines.append(json.dumps(event, separators=(",", ":")))
+            return lines
+
+        lines = asyncio.run(_with_session(Settings(), work))
+        text = "".join(line + "\n" for line in lines)
+        if str(output) == "-":
+            sys.stdout.write(text)
+        else:
+            output.write_text(text)
+            typer.echo(f"{len(lines)} AuditEvent resources written to {output}", err=True)
+
     @audit.command("verify")
     def audit_verify() -> None:
-        """Check the audit trail's hash chain; name each edited row or broken link."""
+        """Check the audit trail's hash chain against the last checkpoint; name each edited row, broken
+        link or cut tail."""
+        from ai_med_extract.audit.checkpoint import CheckpointLog
         from ai_med_extract.audit.trail import verify_chain
         from ai_med_extract.storage.secrets import load_secrets
 
         settings = Settings()
         secret = load_secrets(settings).secret_key
-        report = asyncio.run(_with_session(settings, lambda s: verify_chain(s, secret)))
-        if report.ok:
-            typer.echo(f"audit trail intact: {report.rows_checked} rows verified")
+        checkpoint, checkpoint_problems = CheckpointLog(settings.checkpoint_dir, secret).last()
+        report = asyncio.run(_with_session(settings, lambda s: verify_chain(s, secret, checkpoint)))
+        for line in checkpoint_problems:
+            typer.echo(line)
+        if report.ok and not checkpoint_problems:
+            against = f", consistent with the checkpoint of {checkpoint.at}" if checkpoint else " (no checkpoint yet)"
+            typer.echo(f"audit trail intact: {report.rows_checked} rows verified{against}")
             return
         for problem in report.problems:
             typer.echo(f"row {problem.row_id}: {problem.reason}")

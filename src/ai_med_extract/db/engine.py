@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,24 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(url[len(prefix) :].split("?", 1)[0])
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600); SQLite gives its -wal and -shm files
+    the database file's mode. An existing file is narrowed to 0600 too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
+def sqlite_path(url: str) -> Path | None:
+    return _sqlite_path(url)
+
+
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": settings.echo}
     if settings.is_sqlite:
         path = _sqlite_path(settings.url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(pool_size=settings.pool_size, pool_pre_ping=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, select, update
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,7 +33,8 @@ class MedicalRecord(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     source_enc: Mapped[bytes] = mapped_column(LargeBinary)
     data_enc: Mapped[bytes] = mapped_column(LargeBinary)
-    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -72,6 +73,8 @@ class RecordView:
     data: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = None
+    tenant: str | None = None
 
 
 class MedicalRecordRepository:
@@ -90,6 +93,7 @@ class MedicalRecordRepository:
         mode: str,
         document_id: str | None = None,
         created_by: str | None = None,
+        tenant: str | None = None,
     ) -> RecordView:
         now = utcnow()
         data_enc = self._cipher.encrypt_json(data)
@@ -102,6 +106,7 @@ class MedicalRecordRepository:
             source_enc=self._cipher.encrypt(source.encode("utf-8")),
             data_enc=data_enc,
             created_by=created_by,
+            tenant=tenant,
             updated_by=created_by,
             created_at=now,
             updated_at=now,
@@ -115,7 +120,7 @@ class MedicalRecordRepository:
             )
         )
         await session.flush()
-        return RecordView(record.id, document_id, 1, mode, source, data, now, now)
+        return RecordView(record.id, document_id, 1, mode, source, data, now, now, created_by, tenant)
 
     async def _row(self, session: AsyncSession, record_id: str) -> MedicalRecord:
         row = await session.get(MedicalRecord, record_id) if _is_uuid(record_id) else None
@@ -151,7 +156,7 @@ class MedicalRecordRepository:
         return RecordView(
             row.id, row.document_id, current, row.mode,
             self._cipher.decrypt(row.source_enc).decode("utf-8"),
-            self._cipher.decrypt_json(data_enc), row.created_at, row.updated_at,
+            self._cipher.decrypt_json(data_enc), row.created_at, row.updated_at, row.created_by, row.tenant,
         )
 
     async def history(self, session: AsyncSession, record_id: str) -> list[VersionInfo]:
@@ -161,6 +166,13 @@ class MedicalRecordRepository:
             .order_by(MedicalRecordVersion.version)
         )
         return [VersionInfo(v.version, v.changed_by, v.reason, v.counts, v.created_at) for v in found.scalars()]
+
+    async def delete_older_than(self, session: AsyncSession, cutoff: datetime) -> int:
+        """Retention: remove records (with every version) created before ``cutoff``."""
+        old = select(MedicalRecord.id).where(MedicalRecord.created_at < cutoff)
+        await session.execute(delete(MedicalRecordVersion).where(MedicalRecordVersion.record_id.in_(old)))
+        result = await session.execute(delete(MedicalRecord).where(MedicalRecord.created_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def update(
         self,

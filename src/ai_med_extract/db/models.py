@@ -56,6 +56,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(20))
+    # Optional organisation: keys of one tenant never see another tenant's resources.
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -71,7 +73,8 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(String(500), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Non-PHI options (flags, operator names, model names); passwords never stored here.
     options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     input_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -7,9 +7,10 @@ only metadata: sizes, counts, who made it, an HMAC of the patient key (never the
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, LargeBinary, String, select
+from sqlalchemy import Integer, LargeBinary, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,10 +23,19 @@ class PhiMapping(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     token_count: Mapped[int] = mapped_column(Integer)
     mapping_enc: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMapping:
+    id: str
+    mapping: dict[str, str]
+    created_by: str | None
+    tenant: str | None
 
 
 class PhiMappingRepository:
@@ -39,11 +49,13 @@ class PhiMappingRepository:
         *,
         patient_ref: str | None = None,
         created_by: str | None = None,
+        tenant: str | None = None,
     ) -> str:
         row = PhiMapping(
             id=str(uuid.uuid4()),
             patient_ref=patient_ref,
             created_by=created_by,
+            tenant=tenant,
             token_count=len(mapping),
             mapping_enc=self._cipher.encrypt_json(mapping),
         )
@@ -51,9 +63,14 @@ class PhiMappingRepository:
         await session.flush()
         return row.id
 
-    async def load(self, session: AsyncSession, mapping_id: str) -> dict[str, str] | None:
+    async def load(self, session: AsyncSession, mapping_id: str) -> StoredMapping | None:
         row = (await session.execute(select(PhiMapping).where(PhiMapping.id == mapping_id))).scalar_one_or_none()
         if row is None:
             return None
         value = self._cipher.decrypt_json(row.mapping_enc)
-        return {str(k): str(v) for k, v in value.items()}
+        return StoredMapping(row.id, {str(k): str(v) for k, v in value.items()}, row.created_by, row.tenant)
+
+    async def delete_older_than(self, session: AsyncSession, cutoff: datetime) -> int:
+        """Retention: remove mappings created before ``cutoff`` (their tokens can no longer be undone)."""
+        result = await session.execute(delete(PhiMapping).where(PhiMapping.created_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

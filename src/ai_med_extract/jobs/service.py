@@ -35,6 +35,7 @@ class JobService:
         *,
         kind: str,
         created_by: str,
+        tenant: str | None = None,
         files: list[IncomingFile] = (),  # type: ignore[assignment]
         options: dict[str, Any] | None = None,
         payload: Any = None,
@@ -50,6 +51,7 @@ class JobService:
             stage="queued",
             message="waiting for a worker",
             created_by=created_by,
+            tenant=tenant,
             options=options or {},
             input_enc=self.cipher.encrypt_json(payload) if payload is not None else None,
         )

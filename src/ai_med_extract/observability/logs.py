@@ -37,14 +37,46 @@ class UtcJsonFormatter(JsonFormatter):
         return iso_utc(record)
 
 
-class UtcTextFormatter(logging.Formatter):
+class ExceptionTextFilter(logging.Filter):
+    """Keeps exception messages out of every record that reaches the handler, whoever logged it.
+
+    uvicorn ("Exception in ASGI application"), Starlette and libraries log with ``exc_info``, whose
+    message may quote patient data or SQL parameters. The record keeps the exception's type and its
+    stack frames (``error_type``, ``frames``); the message, the chained causes' messages and any
+    exception passed as a ``%s`` argument are dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.error_type = type(exc).__name__
+            record.frames = ("".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else "")[-4000:]
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        if isinstance(record.args, tuple) and any(isinstance(a, BaseException) for a in record.args):
+            record.args = tuple(f"<{type(a).__name__}>" if isinstance(a, BaseException) else a for a in record.args)
+        elif isinstance(record.msg, BaseException):
+            record.msg = f"<{type(record.msg).__name__}>"
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    """Plain text for humans; an exception shows as its type (the filter removed its text)."""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return iso_utc(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        error_type = getattr(record, "error_type", None)
+        return f"{line} error_type={error_type}" if error_type else line
 
 
 def configure_logging(settings: LogSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_CorrelationFilter())
+    handler.addFilter(ExceptionTextFilter())
     if settings.json_format:
         handler.setFormatter(
             UtcJsonFormatter(
@@ -55,7 +87,7 @@ def configure_logging(settings: LogSettings) -> None:
         )
     else:
         handler.setFormatter(
-            UtcTextFormatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s")
+            _TextFormatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s")
         )
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -64,6 +96,13 @@ def configure_logging(settings: LogSettings) -> None:
     handler._ame = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.level)
+    # uvicorn's and Starlette's loggers go through the root handler (and so through the filter);
+    # handlers of their own (a log_config) would bypass it.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "starlette", "fastapi"):
+        logger = logging.getLogger(name)
+        for existing in list(logger.handlers):
+            logger.removeHandler(existing)
+        logger.propagate = True
     # Third-party loggers that would echo request lines or payloads.
     for noisy in ("uvicorn.access", "httpx", "httpcore", "multipart", "python_multipart"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

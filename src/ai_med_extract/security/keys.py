@@ -23,6 +23,7 @@ class Principal:
     user_id: str
     role: Role
     key_id: int | None = None
+    tenant: str | None = None
 
     def has(self, role: Role) -> bool:
         return self.role.rank >= role.rank
@@ -38,9 +39,11 @@ class KeyService:
     def digest(self, token: str) -> str:
         return hmac.new(self._secret, token.encode(), hashlib.sha256).hexdigest()
 
-    async def create(self, session: AsyncSession, *, name: str, role: Role) -> tuple[ApiKey, str]:
+    async def create(
+        self, session: AsyncSession, *, name: str, role: Role, tenant: str | None = None
+    ) -> tuple[ApiKey, str]:
         token = KEY_PREFIX + secrets.token_urlsafe(32)
-        row = ApiKey(name=name, prefix=token[:12], key_hash=self.digest(token), role=role.value)
+        row = ApiKey(name=name, prefix=token[:12], key_hash=self.digest(token), role=role.value, tenant=tenant)
         session.add(row)
         await session.flush()
         return row, token
@@ -53,7 +56,9 @@ class KeyService:
         ).scalar_one_or_none()
         if row is None or row.revoked_at is not None:
             return None
-        return Principal(user_id=f"key:{row.id}:{row.name}", role=Role(row.role), key_id=row.id)
+        return Principal(
+            user_id=f"key:{row.id}:{row.name}", role=Role(row.role), key_id=row.id, tenant=row.tenant
+        )
 
     async def revoke(self, session: AsyncSession, key_id: int) -> bool:
         row = await session.get(ApiKey, key_id)

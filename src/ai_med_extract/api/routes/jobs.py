@@ -13,11 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
 from ai_med_extract.api.deps import Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.api.ownership import job_for
 from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
 from ai_med_extract.jobs.service import IncomingFile, job_view
 from ai_med_extract.observability import metrics
+from ai_med_extract.security.access import Action
+from ai_med_extract.security.views import deidentified_result, event_is_visible
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["jobs"])
@@ -53,6 +56,7 @@ async def submit_job(
     payload: Any = None,
     secrets: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    tenant: str | None = None,
 ) -> JSONResponse:
     """Accept a job: claim a queue slot (503 when full), write the job, its files and its audit row
     in one transaction, then queue it and answer 202. On any failure nothing stays behind."""
@@ -60,7 +64,8 @@ async def submit_job(
     job = None
     try:
         job = await services.jobs.create(
-            session, kind=kind, created_by=created_by, files=files or [], options=options, payload=payload
+            session, kind=kind, created_by=created_by, tenant=tenant, files=files or [], options=options,
+            payload=payload,
         )
         await audit.record(
             action=action, resource_type="job", resource_id=job.id, request_data=request_data, response_status=202
@@ -111,6 +116,7 @@ async def upload(
         audit,
         kind="upload",
         created_by=principal.user_id,
+        tenant=principal.tenant,
         files=incoming,
         options=options,
         secrets={"password": password} if password else None,
@@ -124,15 +130,20 @@ async def upload(
 
 
 @router.get("/job/{job_id}")
-async def get_job(job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, _: ReaderDep) -> dict[str, Any]:
-    job = await services.jobs.get(session, job_id)
+async def get_job(
+    job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, principal: ReaderDep
+) -> dict[str, Any]:
+    job, access = await job_for(services, session, principal, job_id)
     result = services.jobs.result(job) if job.status == JobStatus.completed else None
+    if not access.identified:
+        result = deidentified_result(job.kind, job.options, result)
     await audit.record(
         action="job.read",
         resource_type="job",
         resource_id=job.id,
         phi_accessed=result is not None,
-        request_data={"status": job.status},
+        request_data={"status": job.status, "view": access.view.value},
+        access=access,
     )
     return job_view(job, result)
 
@@ -152,17 +163,20 @@ async def job_events(
     services: ServicesDep,
     session: SessionDep,
     audit: AuditDep,
-    _: ReaderDep,
+    principal: ReaderDep,
     last_event_id: str | None = None,
 ) -> EventSourceResponse:
     after = _parse_last_event_id(request.headers.get("last-event-id", last_event_id))
-    job = await services.jobs.get(session, job_id)
+    job, access = await job_for(services, session, principal, job_id)
+    kind, options = job.kind, dict(job.options or {})
+    visible = access.identified or event_is_visible(kind, options, "token")
     await audit.record(
         action="job.events",
         resource_type="job",
         resource_id=job.id,
-        phi_accessed=job.kind != "upload",  # summary jobs stream generated text
-        request_data={"after": after},
+        phi_accessed=job.kind != "upload" and visible,  # summary jobs stream generated text
+        request_data={"after": after, "view": access.view.value},
+        access=access,
     )
     await session.commit()
     events = services.events
@@ -176,6 +190,8 @@ async def job_events(
                 batch = await events.read_after(job_id, seen)
                 for item in batch:
                     seen = item.seq
+                    if not access.identified and not event_is_visible(kind, options, item.event):
+                        continue
                     yield ServerSentEvent(data=json.dumps(item.data), event=item.event, id=str(item.seq))
                     if item.event in TERMINAL_EVENTS:
                         return
@@ -193,10 +209,10 @@ async def job_events(
 
 @router.delete("/job/{job_id}")
 async def delete_job(
-    job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, _: ClinicianDep
+    job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, principal: ClinicianDep
 ) -> dict[str, Any]:
     """Cancel a queued or running job; remove a finished job with its documents and results."""
-    job = await services.jobs.get(session, job_id)
+    job, access = await job_for(services, session, principal, job_id, Action.write)
     status = JobStatus(job.status)
     if status == JobStatus.queued:
         job.status = JobStatus.cancelled
@@ -218,6 +234,7 @@ async def delete_job(
         resource_id=job_id,
         phi_accessed=False,
         request_data={"previous_status": status.value},
+        access=access,
     )
     await session.commit()
     if outcome == "cancelled":

@@ -23,8 +23,11 @@ from ai_med_extract.agents.medical.extractor import MedicalExtractor
 from ai_med_extract.agents.medical.fhir import FHIR_MEDIA_TYPE, to_fhir_bundle
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.api.ownership import document_for
 from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
 from ai_med_extract.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from ai_med_extract.security.access import Access, Action, Owner, authorize
+from ai_med_extract.security.keys import Principal
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["medical"])
@@ -124,8 +127,16 @@ def _out(view: RecordView, latest: int, *, fhir: bool, history: list[VersionInfo
     )
 
 
-async def _document_text(services: Services, session: Any, document_id: str) -> str:
-    _, result = await services.jobs.document(session, document_id)
+def _record_not_found(record_id: str) -> NotFound:
+    return NotFound("no such medical record", code="MEDICAL_RECORD_NOT_FOUND", details={"record_id": record_id[:64]})
+
+
+def _record_access(principal: Principal, view: RecordView, action: Action = Action.read) -> Access:
+    return authorize(principal, Owner(view.created_by, view.tenant), _record_not_found(view.id), action)
+
+
+async def _document_text(services: Services, session: Any, principal: Principal, document_id: str) -> str:
+    _, result, _ = await document_for(services, session, principal, document_id, Action.write)
     if not result:
         raise Unprocessable("the document has not been processed", code="DOCUMENT_NOT_PROCESSED",
                             details={"document_id": document_id[:64]})
@@ -148,7 +159,8 @@ async def extract_medical_data(
 ) -> RecordOut:
     agent = _agent(services)
     if body.document_id is not None:
-        text = await _document_text(services, session, body.document_id)
+        text = await _document_text(services, session, principal, body.document_id)
+        await session.commit()  # end the read: the extraction below may be slow (LLM mode)
     else:
         text = body.text or ""
     extraction = await agent.aextract(text, mode=body.mode, model=body.model)
@@ -162,6 +174,7 @@ async def extract_medical_data(
         mode=extraction.mode,
         document_id=body.document_id,
         created_by=principal.user_id,
+        tenant=principal.tenant,
     )
     await audit.record(
         action="medical.extract",
@@ -204,6 +217,7 @@ async def get_updated_medical_data(
             raise NotFound("no medical record for the document", code="MEDICAL_RECORD_NOT_FOUND",
                            details={"document_id": document_id[:64]})
     latest = await repo.get(session, record_id)
+    access = _record_access(principal, latest)
     view = latest if version is None else await repo.get(session, record_id, version=version)
     history = await repo.history(session, record_id)
     await audit.record(
@@ -212,6 +226,7 @@ async def get_updated_medical_data(
         resource_id=record_id,
         phi_accessed=True,
         request_data={"version": view.version, "latest_version": latest.version, "fhir": fhir},
+        access=access,
     )
     response.headers["ETag"] = etag(record_id, view.version)
     return _out(view, latest.version, fhir=fhir, history=history)
@@ -261,6 +276,7 @@ async def update_medical_data(
 ) -> UpdateOut:
     repo = MedicalRecordRepository(services.cipher)
     current = await repo.get(session, body.record_id)
+    access = _record_access(principal, current, Action.write)
     expected = body.version
     if if_match is not None:
         matched = _if_match_version(if_match, body.record_id, current.version)
@@ -292,6 +308,7 @@ async def update_medical_data(
         phi_accessed=True,
         request_data={"from_version": expected, "version": new_version, "counts": counts,
                       "if_match": if_match is not None},
+        access=access,
     )
     response.headers["ETag"] = etag(body.record_id, new_version)
     return UpdateOut(record_id=body.record_id, version=new_version, counts=counts)

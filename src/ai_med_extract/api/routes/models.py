@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-from ai_med_extract.api.deps import AdminDep, AuditDep, ClinicianDep, ReaderDep, ServicesDep
+from ai_med_extract.api.deps import AdminDep, Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep
 from ai_med_extract.errors import AppError, ServiceUnavailable
 from ai_med_extract.inference.catalogue import ModelType
 from ai_med_extract.inference.pool import ModelPool
@@ -149,10 +149,13 @@ async def switch_model(body: ModelChoice, pool: PoolDep, _admin: AdminDep) -> di
     return {"default_model": pool.default_model, "speech_model": pool.speech_model, "model": info}
 
 
-async def _sse(pool: ModelPool, req: GenerationRequest, request: Request) -> AsyncIterator[ServerSentEvent]:
+async def _sse(
+    pool: ModelPool, req: GenerationRequest, request: Request, audit: Audit, action: str
+) -> AsyncIterator[ServerSentEvent]:
     fallbacks: list[Fallback] = []
     reported = 0
     pieces = 0
+    status, code = 200, None
     stream = pool.stream(req, fallbacks=fallbacks)
     try:
         async for piece in stream:
@@ -169,14 +172,20 @@ async def _sse(pool: ModelPool, req: GenerationRequest, request: Request) -> Asy
             json.dumps({"pieces": pieces, "fallbacks": _fallbacks(fallbacks)}), event="done"
         )
     except AppError as exc:
+        status, code = exc.status_code, exc.code
         yield ServerSentEvent(json.dumps({"code": exc.code, "message": exc.message}), event="error")
     except Exception as exc:  # the response has started: report a code, never the exception text
+        status, code = 500, "INTERNAL_ERROR"
         logger.error("summary stream failed", extra={"error_type": type(exc).__name__})
         yield ServerSentEvent(
             json.dumps({"code": "INTERNAL_ERROR", "message": "generation failed"}), event="error"
         )
     finally:
         await stream.aclose()
+        await audit.outcome(
+            action=action, response_status=status, error_message=code,
+            request_data={"pieces": pieces, "fallbacks": len(fallbacks)},
+        )
 
 
 @router.post("/generate_summary", response_model=None)
@@ -189,7 +198,8 @@ async def generate_summary(
 ) -> dict[str, Any] | EventSourceResponse:
     req = _summary_request(body.text, body.model_name, body.max_tokens, body.temperature)
     streaming = wants_stream(request, body.stream)
-    await audit.record(
+    # intent and outcome in short transactions of their own: the generation holds no audit lock
+    await audit.intent(
         action="summary.generate",
         resource_type="clinical_text",
         phi_accessed=True,
@@ -201,8 +211,14 @@ async def generate_summary(
         },
     )
     if streaming:
-        return EventSourceResponse(_sse(pool, req, request), ping=15, send_timeout=30)
-    return _result_body(await pool.generate(req))
+        return EventSourceResponse(_sse(pool, req, request, audit, "summary.generate"), ping=15, send_timeout=30)
+    result = await pool.generate(req)
+    await audit.outcome(action="summary.generate", request_data=_outcome_data(result))
+    return _result_body(result)
+
+
+def _outcome_data(result: GenerationResult) -> dict[str, Any]:
+    return {"model": result.model, "completion_tokens": result.completion_tokens, "fallbacks": len(result.fallbacks)}
 
 
 def openvino_model(pool: ModelPool) -> str | None:
@@ -221,7 +237,7 @@ async def patient_summary_openvino(
 ) -> dict[str, Any]:
     text = body.text or _record_as_text(body.patient_data or {})
     model = body.model_name or openvino_model(pool)
-    await audit.record(
+    await audit.intent(
         action="summary.patient_openvino",
         resource_type="patient_record",
         phi_accessed=True,
@@ -233,4 +249,5 @@ async def patient_summary_openvino(
         },
     )
     result = await pool.generate(_summary_request(text, model, body.max_tokens, body.temperature))
+    await audit.outcome(action="summary.patient_openvino", request_data=_outcome_data(result))
     return _result_body(result)

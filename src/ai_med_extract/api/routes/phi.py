@@ -14,6 +14,7 @@ from ai_med_extract.agents.phi.types import Operator
 from ai_med_extract.api.deps import AdminDep, AuditDep, ClinicianDep, ServicesDep, SessionDep
 from ai_med_extract.db.phi import PhiMappingRepository
 from ai_med_extract.errors import NotFound
+from ai_med_extract.security.access import Action, Owner, authorize
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["phi"])
@@ -74,7 +75,8 @@ async def scrub_phi(
     if body.operator is Operator.reversible:
         repo = PhiMappingRepository(services.cipher)
         mapping_id = await repo.save(
-            session, result.mapping, patient_ref=agent.patient_ref(body.patient_key), created_by=principal.user_id
+            session, result.mapping, patient_ref=agent.patient_ref(body.patient_key), created_by=principal.user_id,
+            tenant=principal.tenant,
         )
     counts = result.counts()
     request_data: dict[str, Any] = {
@@ -107,9 +109,12 @@ async def reidentify(
     audit: AuditDep,
     principal: AdminDep,
 ) -> ReidentifyResponse:
-    mapping = await PhiMappingRepository(services.cipher).load(session, body.mapping_id)
-    if mapping is None:
-        raise NotFound("no such PHI mapping", code="PHI_MAPPING_NOT_FOUND")
+    stored = await PhiMappingRepository(services.cipher).load(session, body.mapping_id)
+    missing = NotFound("no such PHI mapping", code="PHI_MAPPING_NOT_FOUND")
+    if stored is None:
+        raise missing
+    access = authorize(principal, Owner(stored.created_by, stored.tenant), missing, Action.write)
+    mapping = stored.mapping
     replaced = 0
 
     def put_back(m: re.Match[str]) -> str:
@@ -127,5 +132,6 @@ async def reidentify(
         resource_id=body.mapping_id,
         phi_accessed=True,
         request_data={"characters": len(body.text), "replaced": replaced},
+        access=access,
     )
     return ReidentifyResponse(text=text, replaced=replaced)

@@ -20,9 +20,11 @@ from pydantic import BaseModel, Field, ValidationError
 from ai_med_extract.agents.summary import TEMPLATE_MODEL, SummaryOptions, load_record
 from ai_med_extract.agents.summary.soap import transcript_record
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ServicesDep, SessionDep
+from ai_med_extract.api.ownership import job_for
 from ai_med_extract.api.routes.jobs import submit_job
 from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
+from ai_med_extract.security.access import Action
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["summaries"])
@@ -101,6 +103,7 @@ async def _queue(
         audit,
         kind="summary",
         created_by=principal.user_id,
+        tenant=principal.tenant,
         options=options,
         payload=payload,
         action=action,
@@ -118,7 +121,7 @@ async def generate_patient_summary(
     _check_model(services, body.model)
     record_data = body.patient_data
     if body.job_id is not None:
-        source = await services.jobs.get(session, body.job_id)
+        source, _ = await job_for(services, session, principal, body.job_id, Action.write)
         if source.kind != "upload":
             raise BadRequest("job_id must name an upload job", code="NOT_AN_UPLOAD_JOB")
         if source.status != JobStatus.completed:

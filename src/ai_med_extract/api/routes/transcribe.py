@@ -98,6 +98,7 @@ async def _as_job(
         audit,
         kind="upload",
         created_by=principal.user_id,
+        tenant=principal.tenant,
         files=[IncomingFile(data=data, media_type=media_type, filename=file.filename)],
         options={"scrub": False, "extract": False, "needs_secret": False, "transcribe": True},
         action="audio.transcribe",

@@ -64,4 +64,4 @@ async def static_file(name: str) -> FileResponse:
 @router.get("/api/whoami", tags=["web"])
 async def whoami(principal: ReaderDep, settings: SettingsDep) -> dict[str, Any]:
     """The caller's role: lets a client check an API key without touching patient data."""
-    return {"role": principal.role.value, "auth_enabled": settings.security.auth_enabled}
+    return {"role": principal.role.value, "tenant": principal.tenant, "auth_enabled": settings.security.auth_enabled}
