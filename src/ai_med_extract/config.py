@@ -90,6 +90,9 @@ class JobSettings(BaseModel):
     shutdown_grace_s: float = Field(
         20.0, ge=0, description="A stopping worker waits this long for its jobs, then hands them back"
     )
+    warm_up: bool = Field(
+        True, description="A worker runs the pipeline once on a made-up note before it takes jobs"
+    )
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of a worker's /metrics (0: none)"
     )

@@ -54,8 +54,8 @@ def test_killing_the_service_mid_job_leaves_the_job_finished_or_failed_with_a_re
         "AME_SECURITY__AUTH_ENABLED": "false",
         "AME_SECURITY__RATE_LIMIT__ENABLED": "false",
         "AME_JOBS__CONCURRENCY": "1",
-        "AME_JOBS__LEASE_S": "3",
-        "AME_JOBS__HEARTBEAT_S": "0.5",
+        "AME_JOBS__LEASE_S": "20",
+        "AME_JOBS__HEARTBEAT_S": "2",
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"

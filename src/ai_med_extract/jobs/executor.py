@@ -8,6 +8,7 @@ database decides who runs it, so a delivery twice, or to two workers, runs the j
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -30,6 +31,9 @@ from ai_med_extract.observability.logs import correlation_id, log_exception
 logger = logging.getLogger(__name__)
 
 JobHandler = Callable[[JobContext], Awaitable[dict[str, Any]]]
+
+# Made up for the warm-up run; no real person.
+WARM_UP_NOTE = b"Follow-up visit. Blood pressure 128/82. Continue lisinopril 10 mg daily. Seen by Dr. Test.\n"
 
 
 def worker_name(role: str) -> str:
@@ -94,6 +98,51 @@ class JobExecutor:
         if ends:
             await asyncio.wait([asyncio.ensure_future(end) for end in ends], timeout=30)
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def warm_up(self) -> None:
+        """Run the upload pipeline once on a made-up note, outside any job, so that the models load
+        before this worker takes a lease (loading them can stall a busy process for seconds)."""
+        handler = self.handlers.get("upload")
+        if handler is None:
+            return
+        key = f"warm-up/{uuid.uuid4().hex}"
+        store = self.repository.store
+        store.put(key, WARM_UP_NOTE)
+        options = {"scrub": True, "extract": True}
+
+        async def discard(*_: Any) -> None:
+            return None
+
+        ctx = JobContext(
+            job_id="warm-up",
+            kind="upload",
+            options=options,
+            files=[
+                StoredFile(
+                    document_id="warm-up",
+                    position=0,
+                    media_type="text/plain",
+                    size=len(WARM_UP_NOTE),
+                    sha256=hashlib.sha256(WARM_UP_NOTE).hexdigest(),
+                    storage_key=key,
+                    store=store,
+                    options=options,
+                )
+            ],
+            payload=None,
+            executor=self.pool,
+            loop=asyncio.get_running_loop(),
+            emit=discard,
+            save_document=discard,
+        )
+        started = time.perf_counter()
+        try:
+            await handler(ctx)
+        except Exception as exc:  # a broken warm-up only means slower first jobs
+            log_exception(logger, "worker warm-up failed", exc)
+        finally:
+            store.delete_prefix(key)
+        logger.info("worker warmed up", extra={"seconds": round(time.perf_counter() - started, 1)})
 
     # -- one job ------------------------------------------------------------------------------
     async def run(self, job_id: str) -> None:
