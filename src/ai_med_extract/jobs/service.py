@@ -28,7 +28,15 @@ class Readable(Protocol):
 
 
 class AuditRecorder(Protocol):
-    async def record(self, **fields: Any) -> Any: ...
+    async def record(
+        self,
+        *,
+        action: str,
+        resource_type: str | None = ...,
+        resource_id: str | None = ...,
+        request_data: dict[str, Any] | None = ...,
+        response_status: int = ...,
+    ) -> None: ...
 
 
 async def read_limited(upload: Readable, max_bytes: int) -> bytes:
