@@ -22,11 +22,13 @@ from ai_med_extract.api.router import api_router
 from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
 from ai_med_extract.audit.refusals import RefusalSampler
 from ai_med_extract.audit.trail import AuditTrail
-from ai_med_extract.config import Settings
+from ai_med_extract.config import JobEngine, Settings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
 from ai_med_extract.jobs.events import JobEvents
+from ai_med_extract.jobs.executor import JobExecutor, JobHandler, worker_name
 from ai_med_extract.jobs.pipeline import DocumentPipeline, Stage
-from ai_med_extract.jobs.runner import InProcessJobRunner
+from ai_med_extract.jobs.repository import JobRepository
+from ai_med_extract.jobs.runner import InProcessJobRunner, JobRunner
 from ai_med_extract.jobs.service import JobService
 from ai_med_extract.observability.logs import configure_logging, log_exception
 from ai_med_extract.security.keys import KeyService
@@ -129,6 +131,30 @@ async def _checkpoints(services: Services) -> None:
         await _checkpoint(services)
 
 
+def build_handlers(settings: Settings, agents: dict[str, Any]) -> dict[str, JobHandler]:
+    """The job handlers by kind: the same in ``serve`` (embedded runner) and in ``worker``."""
+    return {"upload": build_pipeline(agents), "summary": build_summary_job(settings, agents)}
+
+
+def build_runner(
+    settings: Settings, repository: JobRepository, events: JobEvents, agents: dict[str, Any]
+) -> JobRunner:
+    """The embedded runner executes jobs here; the distributed engine only dispatches them."""
+    if settings.jobs.engine is JobEngine.procrastinate:
+        from ai_med_extract.jobs.engine import ProcrastinateRunner
+
+        build_summary_job(settings, agents)  # the summary routes need the agent; its jobs run on workers
+        return ProcrastinateRunner(settings)
+    executor = JobExecutor(
+        settings=settings.jobs,
+        repository=repository,
+        events=events,
+        handlers=build_handlers(settings, agents),
+        owner=worker_name("serve"),
+    )
+    return InProcessJobRunner(settings=settings.jobs, repository=repository, events=events, executor=executor)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -138,15 +164,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     cipher = Cipher.from_secret(secrets.encryption_key)
     store = FileStore(settings.storage.directory, cipher)
     events = JobEvents(sessionmaker, cipher)
+    repository = JobRepository(sessionmaker, cipher, store)
     agents = build_agents(settings)
-    runner = InProcessJobRunner(
-        settings=settings.jobs,
-        sessionmaker=sessionmaker,
-        events=events,
-        store=store,
-        cipher=cipher,
-        handlers={"upload": build_pipeline(agents), "summary": build_summary_job(settings, agents)},
-    )
+    runner = build_runner(settings, repository, events, agents)
     services = Services(
         settings=settings,
         engine=engine,
@@ -157,13 +177,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys=KeyService(secrets.secret_key),
         limiter=RateLimiter.from_settings(settings.security.rate_limit),
         events=events,
-        jobs=JobService(store, cipher),
+        jobs=JobService(repository, runner, events, settings.jobs),
         runner=runner,
         agents=agents,
         checkpoints=CheckpointLog(settings.checkpoint_dir, secrets.secret_key,
                                   syslog_address=settings.audit.checkpoint_syslog),
     )
     app.state.services = services
+    await events.listen(settings.database.url)
     await runner.start()
     sweeper = asyncio.create_task(_retention_sweep(services), name="retention-sweep")
     checkpointer = asyncio.create_task(_checkpoints(services), name="audit-checkpoints")
@@ -178,14 +199,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runner.stop()
         await _checkpoint(services)  # the head at shutdown, after the last job's rows
         await services.limiter.close()
-        for agent in agents.values():
-            close = getattr(agent, "close", None)
-            if close is not None:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
+        await events.close()
+        await close_agents(agents)
         await engine.dispose()
         logger.info("service stopped")
+
+
+async def close_agents(agents: dict[str, Any]) -> None:
+    for agent in agents.values():
+        close = getattr(agent, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

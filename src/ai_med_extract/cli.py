@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "extract",
     "models",
     "summarize",
+    "worker",
 ]
 
 for _name in COMMAND_MODULES:

@@ -145,12 +145,40 @@ class AuditSettings(BaseModel):
     )
 
 
+class JobEngine(StrEnum):
+    embedded = "embedded"
+    procrastinate = "procrastinate"
+
+
 class JobSettings(BaseModel):
     concurrency: int = Field(2, ge=1, le=64, description="Jobs executed at the same time")
     queue_size: int = Field(100, ge=1, le=100_000, description="Jobs waiting; beyond this uploads get 503")
     timeout_s: float = Field(900.0, gt=0, description="A job running longer than this fails with JOB_TIMEOUT")
     worker_threads: int = Field(4, ge=1, le=64, description="Threads that run blocking stage work")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when the queue is full")
+    engine: JobEngine = Field(
+        JobEngine.embedded,
+        description="embedded: `serve` runs jobs itself; procrastinate: `ai-med-extract worker` processes "
+        "run them, fed through PostgreSQL (the API never runs pipeline stages)",
+    )
+    lease_s: float = Field(30.0, gt=0, le=3600, description="A worker that stops renewing for this long loses its job")
+    heartbeat_s: float = Field(5.0, gt=0, le=600, description="How often a running job's lease is renewed")
+    max_attempts: int = Field(3, ge=1, le=20, description="Workers lost on one job before it fails")
+    shutdown_grace_s: float = Field(
+        20.0, ge=0, description="A stopping worker waits this long for its jobs, then hands them back"
+    )
+    warm_up: bool = Field(
+        True, description="A worker runs the pipeline once on a made-up note before it takes jobs"
+    )
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of a worker's /metrics (0: none)"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_lease(self) -> Self:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError("jobs.heartbeat_s must be shorter than jobs.lease_s")
+        return self
 
 
 class UploadSettings(BaseModel):
@@ -289,6 +317,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win: AME_DATABASE__URL (environment or .env) over DATABASE_URL.
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, DatabaseUrlAlias(settings_cls))
+
+    @model_validator(mode="after")
+    def _engine_needs_postgresql(self) -> Self:
+        if self.jobs.engine is JobEngine.procrastinate and self.database.is_sqlite:
+            raise ValueError("AME_JOBS__ENGINE=procrastinate needs a PostgreSQL AME_DATABASE__URL")
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

@@ -42,8 +42,21 @@ def one(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def named(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind} {name}"
+    return found[0]
+
+
+API, WORKER = "ai-med-extract", "ai-med-extract-worker"
+
+
 def api_container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
-    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return named(docs, "Deployment", API)["spec"]["template"]["spec"]["containers"][0]
+
+
+def worker_container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    return named(docs, "Deployment", WORKER)["spec"]["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -53,7 +66,8 @@ def test_every_rendered_manifest_validates_against_the_kubernetes_schema(variant
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted([
         "Namespace", "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "PersistentVolumeClaim",
-        "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+        "Deployment", "Deployment", "Service", "HorizontalPodAutoscaler", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy",
     ])  # fmt: skip
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)
@@ -67,7 +81,7 @@ def test_secret_template_validates_and_holds_no_real_values(version: str) -> Non
 
 
 def test_the_validator_rejects_a_broken_manifest() -> None:
-    deployment = dict(one(render("cpu"), "Deployment"))
+    deployment = dict(named(render("cpu"), "Deployment", API))
     deployment["spec"] = {**deployment["spec"], "replicas": "two"}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, VERSIONS[-1], strict=True)
@@ -87,9 +101,10 @@ def test_probes_use_the_health_endpoints_on_the_served_port(variant: str) -> Non
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+@pytest.mark.parametrize("deployment", [API, WORKER])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_pods_run_non_root_read_only_without_privileges_and_with_limits(variant: str) -> None:
-    pod = one(render(variant), "Deployment")["spec"]["template"]["spec"]
+def test_pods_run_non_root_read_only_without_privileges_and_with_limits(variant: str, deployment: str) -> None:
+    pod = named(render(variant), "Deployment", deployment)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["automountServiceAccountToken"] is False
@@ -107,24 +122,46 @@ def test_pods_run_non_root_read_only_without_privileges_and_with_limits(variant:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_selectors_of_service_pdb_hpa_and_network_policy_find_the_pods(variant: str) -> None:
     docs = render(variant)
-    deployment = one(docs, "Deployment")
+    deployment = named(docs, "Deployment", API)
     labels = deployment["spec"]["template"]["metadata"]["labels"]
 
-    def selects(selector: dict[str, str]) -> bool:
-        return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+    def selects(selector: dict[str, str], pod_labels: dict[str, str] = labels) -> bool:
+        return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
 
     assert selects(deployment["spec"]["selector"]["matchLabels"])
     assert selects(one(docs, "Service")["spec"]["selector"])
     assert selects(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
-    assert selects(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
-    target = one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert selects(named(docs, "NetworkPolicy", API)["spec"]["podSelector"]["matchLabels"])
+    target = named(docs, "HorizontalPodAutoscaler", API)["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", API)
+    worker = named(docs, "Deployment", WORKER)
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert selects(worker["spec"]["selector"]["matchLabels"], worker_labels)
+    assert not selects(one(docs, "Service")["spec"]["selector"], worker_labels)  # no traffic to workers
+    assert selects(named(docs, "NetworkPolicy", WORKER)["spec"]["podSelector"]["matchLabels"], worker_labels)
+    target = named(docs, "HorizontalPodAutoscaler", WORKER)["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", WORKER)
+
+
+def test_workers_run_the_jobs_and_scale_on_the_queue_depth_the_api_exports() -> None:
+    docs = render("cpu")
+    config = one(docs, "ConfigMap")["data"]
+    assert config["AME_JOBS__ENGINE"] == "procrastinate"
+    assert worker_container(docs)["command"] == ["ai-med-extract", "worker"]
+    [metric] = named(docs, "HorizontalPodAutoscaler", WORKER)["spec"]["metrics"]
+    assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "job_queue_depth"
+    from ai_med_extract.observability import metrics
+
+    assert metrics.JOB_QUEUE_DEPTH._name == "job_queue_depth"
+    ports = {p["name"]: p["containerPort"] for p in worker_container(docs)["ports"]}
+    assert ports["metrics"] == int(config["AME_JOBS__WORKER_METRICS_PORT"])
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_model_cache_and_data_live_on_claimed_volumes_where_the_settings_point(variant: str) -> None:
+@pytest.mark.parametrize("deployment", [API, WORKER])
+def test_model_cache_and_data_live_on_claimed_volumes_where_the_settings_point(variant: str, deployment: str) -> None:
     docs = render(variant)
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = named(docs, "Deployment", deployment)["spec"]["template"]["spec"]
     config = one(docs, "ConfigMap")["data"]
     claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -162,14 +199,17 @@ def test_config_and_secret_make_valid_production_settings(variant: str, monkeypa
     assert settings.port == container["ports"][0]["containerPort"]
 
 
-def test_gpu_variant_asks_for_a_t4_and_uses_the_t4_profile() -> None:
+def test_gpu_variant_puts_the_models_on_t4_workers_and_keeps_the_api_on_cpu() -> None:
     docs = render("gpu-t4")
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = named(docs, "Deployment", WORKER)["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
-    assert one(docs, "ConfigMap")["data"]["AME_MODELS__PROFILE"] == "t4"
+    assert {e["name"]: e.get("value") for e in container["env"]}["AME_MODELS__PROFILE"] == "t4"
     assert container["image"].startswith("ai-med-extract-cuda:")
-    cpu = api_container(render("cpu"))
+    api = named(docs, "Deployment", API)["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in api["containers"][0]["resources"]["limits"]
+    assert "nodeSelector" not in api
+    cpu = worker_container(render("cpu"))
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"]

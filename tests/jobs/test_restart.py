@@ -13,6 +13,8 @@ import time
 import httpx
 import pytest
 
+from ai_med_extract.db.engine import create_engine, create_sessionmaker
+from ai_med_extract.db.models import Job
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_SECRET
 from tests.support import free_port, running_app, wait_for_job
 
@@ -40,7 +42,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
     raise AssertionError("service did not start")
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 def test_killing_the_service_mid_job_leaves_the_job_finished_or_failed_with_a_reason(
     database_url: str, tmp_path
 ) -> None:
@@ -54,6 +56,8 @@ def test_killing_the_service_mid_job_leaves_the_job_finished_or_failed_with_a_re
         "AME_SECURITY__AUTH_ENABLED": "false",
         "AME_SECURITY__RATE_LIMIT__ENABLED": "false",
         "AME_JOBS__CONCURRENCY": "1",
+        "AME_JOBS__LEASE_S": "20",
+        "AME_JOBS__HEARTBEAT_S": "2",
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -80,21 +84,22 @@ def test_killing_the_service_mid_job_leaves_the_job_finished_or_failed_with_a_re
         for job_id in job_ids:
             deadline = time.monotonic() + 240
             while True:
-                job = httpx.get(f"{url}/job/{job_id}", timeout=10).json()
+                job = httpx.get(f"{url}/job/{job_id}", timeout=60).json()
                 if job["status"] in ("completed", "failed"):
                     break
                 assert job["status"] in ("queued", "running"), job
                 assert time.monotonic() < deadline, "job neither finished nor failed after restart"
                 time.sleep(0.2)
             if job["status"] == "failed":
-                assert job["error"]["code"] == "JOB_INTERRUPTED"
+                assert job["error"]["code"] == "JOB_ATTEMPTS_EXHAUSTED"
                 assert job["error"]["message"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
 
-async def test_stopping_the_app_gracefully_fails_running_jobs_with_a_reason_and_requeues_queued_ones(
+@pytest.mark.timeout(1500)
+async def test_stopping_the_app_gracefully_hands_running_jobs_back_and_the_next_start_finishes_them(
     settings_factory,
 ) -> None:
     settings = settings_factory(jobs={"concurrency": 1})
@@ -109,7 +114,16 @@ async def test_stopping_the_app_gracefully_fails_running_jobs_with_a_reason_and_
         running = (await client.post("/upload", files={"files": ("a.txt", b"a", "text/plain")})).json()["job_id"]
         await asyncio.wait_for(started.wait(), 30)
         queued = (await client.post("/upload", files={"files": ("b.txt", b"b", "text/plain")})).json()["job_id"]
+        sessionmaker = client.app.state.services.sessionmaker
+        async with sessionmaker() as session:
+            assert (await session.get(Job, running)).status == "running"
+    engine = create_engine(settings.database)
+    async with create_sessionmaker(engine)() as session:
+        handed_back = await session.get(Job, running)
+        assert (handed_back.status, handed_back.lease_owner) == ("queued", None)
+    await engine.dispose()
     async with running_app(settings) as client:
-        job = await wait_for_job(client, running)
-        assert job["status"] == "failed" and job["error"]["code"] == "JOB_INTERRUPTED"
-        assert (await wait_for_job(client, queued))["status"] == "completed"
+        # The first pipeline run of a process loads the models: minutes on a busy machine.
+        job = await wait_for_job(client, running, timeout=600)
+        assert job["status"] == "completed" and job["error"] is None
+        assert (await wait_for_job(client, queued, timeout=600))["status"] == "completed"

@@ -16,8 +16,23 @@ from ai_med_extract.db.models import Role
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "db" / "migrations"
 
 
+# Any fixed 64-bit number: the PostgreSQL advisory lock that lets one replica migrate at a time.
+MIGRATION_LOCK = 7_300_512_001
+
+
 def upgrade_database(url: str) -> None:
-    """Apply every migration to the database at ``url`` (creating it from empty)."""
+    """Apply every migration to the database at ``url`` (creating it from empty).
+
+    On PostgreSQL the migrations run under an advisory lock, so replicas starting at once migrate
+    one after another (the later ones find nothing left to do); the task engine's tables are created
+    under the same lock."""
+    if url.startswith("postgresql"):
+        asyncio.run(_upgrade_locked(url))
+    else:
+        _alembic_upgrade(url)
+
+
+def _alembic_upgrade(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -30,6 +45,24 @@ def upgrade_database(url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+async def _upgrade_locked(url: str) -> None:
+    import asyncpg
+
+    from ai_med_extract.jobs.engine import apply_schema
+    from ai_med_extract.jobs.events import libpq_url
+
+    conn = await asyncpg.connect(libpq_url(url))
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await asyncio.to_thread(_alembic_upgrade, url)  # alembic runs its own event loop
+            await apply_schema(url)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    finally:
+        await conn.close()
 
 
 async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -85,6 +86,13 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The lease: which worker runs the job and until when it must renew (see jobs/repository.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Secrets the job needs (a PDF password), encrypted; removed when the job ends.
+    secrets_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     documents: Mapped[list[Document]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="Document.position"
@@ -93,13 +101,18 @@ class Job(Base):
 
 class JobEvent(Base):
     __tablename__ = "job_events"
-    __table_args__ = (UniqueConstraint("job_id", "seq", name="job_seq"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq", name="job_seq"),
+        UniqueConstraint("job_id", "key", name="job_event_key"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(16))  # progress | token | complete | error
     data_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    # Idempotency key: a retried job writing the same event again writes nothing.
+    key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

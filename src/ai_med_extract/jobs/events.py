@@ -1,22 +1,36 @@
-"""The event stream of each job: persisted (so a client can resume) and announced in process.
+"""The event stream of each job: read from the database, woken across processes.
 
 Events are ``progress`` {stage, percent, message}, ``token`` {text} (streamed generation),
 and the terminal ``complete`` {status, ...} or ``error`` {code, message}. Payloads are encrypted at
-rest like every other job datum; ``message`` texts are written to be PHI-free anyway.
+rest like every other job datum; ``message`` texts are written to be PHI-free anyway. The job
+repository writes them; this module reads them and wakes waiting streams.
+
+On PostgreSQL every write sends a notification (``pg_notify``) that each process receives through
+one listening connection (asyncpg ``add_listener``), so a stream on one API replica wakes as soon as a
+worker anywhere writes; cancel requests travel the same way to the worker that runs the job. On
+SQLite (one process) the writers announce in process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ai_med_extract.db.models import Job, JobEvent
+from ai_med_extract.db.models import JobEvent
+from ai_med_extract.jobs.repository import CANCEL_CHANNEL, EVENTS_CHANNEL
+from ai_med_extract.observability.logs import log_exception
 from ai_med_extract.storage.cipher import Cipher
+
+logger = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = frozenset({"complete", "error"})
 
@@ -28,67 +42,72 @@ class StoredEvent:
     data: dict[str, Any]
 
 
+def libpq_url(sqlalchemy_url: str) -> str:
+    """``postgresql+asyncpg://...`` as a plain ``postgresql://...`` URL for asyncpg or psycopg."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class JobEvents:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cipher: Cipher):
         self._sessionmaker = sessionmaker
         self._cipher = cipher
         self._versions: dict[str, int] = defaultdict(int)
         self._changed = asyncio.Condition()
-        # One writer at a time per job: sequence numbers are max + 1 inside the transaction.
-        self._writers: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._cancel_listeners: list[Callable[[str], None]] = []
+        self._connection: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def append(
-        self, session: AsyncSession, job_id: str, event: str, data: dict[str, Any]
-    ) -> int:
-        """Add an event inside the caller's transaction; call ``announce`` after commit."""
-        last = (
-            await session.execute(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id))
-        ).scalar_one_or_none()
-        seq = (last or 0) + 1
-        session.add(JobEvent(job_id=job_id, seq=seq, event=event, data_enc=self._cipher.encrypt_json(data)))
-        await session.flush()
-        return seq
+    # -- cross-process wake-ups --------------------------------------------------------------
+    async def listen(self, database_url: str) -> None:
+        """Receive other processes' notifications (PostgreSQL only; a no-op on SQLite)."""
+        if not database_url.startswith("postgresql"):
+            return
+        import asyncpg
 
-    async def publish(self, job_id: str, event: str, data: dict[str, Any], **job_fields: Any) -> int:
-        """Append an event (and update job columns) in its own transaction, then announce it.
+        self._loop = asyncio.get_running_loop()
+        self._connection = await asyncpg.connect(libpq_url(database_url))
+        await self._connection.add_listener(EVENTS_CHANNEL, self._on_notification)
+        await self._connection.add_listener(CANCEL_CHANNEL, self._on_notification)
 
-        Safe to call concurrently for one job (e.g. progress and streamed tokens at once)."""
-        async with self._writers[job_id], self._sessionmaker() as session, session.begin():
-            seq = await self.append(session, job_id, event, data)
-            if job_fields:
-                job = await session.get(Job, job_id)
-                if job is not None:
-                    for name, value in job_fields.items():
-                        setattr(job, name, value)
-        await self.announce(job_id)
-        return seq
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
 
+    @property
+    def listening(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed()
+
+    def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        if channel == CANCEL_CHANNEL:
+            self._cancelled(payload)
+        task = asyncio.ensure_future(self.announce(payload))
+        task.add_done_callback(_log_failure)
+
+    def on_cancel(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(job_id)`` whenever a cancel is requested (in this process or another)."""
+        self._cancel_listeners.append(listener)
+
+    def cancel_requested(self, job_id: str) -> None:
+        """A cancel was committed in this process (other processes hear it by notification)."""
+        self._cancelled(job_id)
+
+    def _cancelled(self, job_id: str) -> None:
+        for listener in self._cancel_listeners:
+            try:
+                listener(job_id)
+            except Exception as exc:
+                log_exception(logger, "cancel listener failed", exc)
+
+    # -- in-process wake-ups -----------------------------------------------------------------
     async def announce(self, job_id: str) -> None:
         async with self._changed:
             self._versions[job_id] += 1
             self._changed.notify_all()
 
-    def writer_lock(self, job_id: str) -> asyncio.Lock:
-        return self._writers[job_id]
-
-    def forget_writer(self, job_id: str) -> None:
-        self._writers.pop(job_id, None)
-
     def forget(self, job_id: str) -> None:
         self._versions.pop(job_id, None)
-        self._writers.pop(job_id, None)
-
-    async def read_after(self, job_id: str, after_seq: int, limit: int = 500) -> list[StoredEvent]:
-        async with self._sessionmaker() as session:
-            rows = (
-                await session.execute(
-                    select(JobEvent.seq, JobEvent.event, JobEvent.data_enc)
-                    .where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
-                    .order_by(JobEvent.seq)
-                    .limit(limit)
-                )
-            ).all()
-        return [StoredEvent(seq, event, self._cipher.decrypt_json(data)) for seq, event, data in rows]
 
     async def wait(self, job_id: str, seen_version: int, timeout: float) -> int:
         """Wait until something is announced for the job (or the timeout); return the version."""
@@ -103,3 +122,21 @@ class JobEvents:
 
     def version(self, job_id: str) -> int:
         return self._versions[job_id]
+
+    # -- reading -----------------------------------------------------------------------------
+    async def read_after(self, job_id: str, after_seq: int, limit: int = 500) -> list[StoredEvent]:
+        async with self._sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(JobEvent.seq, JobEvent.event, JobEvent.data_enc)
+                    .where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+                    .order_by(JobEvent.seq)
+                    .limit(limit)
+                )
+            ).all()
+        return [StoredEvent(seq, event, self._cipher.decrypt_json(data)) for seq, event, data in rows]
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log_exception(logger, "event announcement failed", task.exception())  # type: ignore[arg-type]

@@ -1,122 +1,151 @@
-"""Creating, reading and removing jobs (the API's side of the job lifecycle)."""
+"""The API's side of the job lifecycle: submitting a job, reading uploads, cancelling and removing.
+
+Routes translate HTTP into these calls; the state changes themselves are the repository's.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ai_med_extract.db.base import as_utc, utcnow
+from ai_med_extract.config import JobSettings
+from ai_med_extract.db.base import as_utc
 from ai_med_extract.db.models import Document, Job, JobStatus
-from ai_med_extract.errors import NotFound
-from ai_med_extract.storage.cipher import Cipher
-from ai_med_extract.storage.files import FileStore
+from ai_med_extract.errors import PayloadTooLarge, ServiceUnavailable
+from ai_med_extract.jobs.events import JobEvents
+from ai_med_extract.jobs.repository import IncomingFile, JobRepository
+from ai_med_extract.jobs.runner import JobRunner
+
+__all__ = ["IncomingFile", "JobService", "SubmittedJob", "job_view", "read_limited"]
+
+_CHUNK = 1024 * 1024
+
+
+class Readable(Protocol):
+    async def read(self, size: int = -1) -> bytes: ...
+
+
+class AuditRecorder(Protocol):
+    async def record(
+        self,
+        *,
+        action: str,
+        resource_type: str | None = ...,
+        resource_id: str | None = ...,
+        request_data: dict[str, Any] | None = ...,
+        response_status: int = ...,
+    ) -> None: ...
+
+
+async def read_limited(upload: Readable, max_bytes: int) -> bytes:
+    """Read an uploaded file, refusing it as soon as it passes the size limit."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                "a file is larger than the upload limit", code="FILE_TOO_LARGE", details={"max_bytes": max_bytes}
+            )
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
-class IncomingFile:
-    data: bytes
-    media_type: str
-    filename: str | None
+class SubmittedJob:
+    job_id: str
+    status: str
 
 
 class JobService:
-    def __init__(self, store: FileStore, cipher: Cipher):
-        self.store = store
-        self.cipher = cipher
+    def __init__(self, repository: JobRepository, runner: JobRunner, events: JobEvents, settings: JobSettings):
+        self.repository = repository
+        self.runner = runner
+        self.events = events
+        self.settings = settings
+        self._reserved = 0  # submissions of this process between the bound check and their commit
 
-    async def create(
+    # -- submission ---------------------------------------------------------------------------
+    async def submit(
         self,
         session: AsyncSession,
+        audit: AuditRecorder,
         *,
         kind: str,
         created_by: str,
         tenant: str | None = None,
-        files: list[IncomingFile] = (),  # type: ignore[assignment]
+        action: str,
+        request_data: dict[str, Any],
+        files: list[IncomingFile] | None = None,
         options: dict[str, Any] | None = None,
         payload: Any = None,
-    ) -> Job:
-        """Write the job, its documents and their encrypted files. The caller commits; on failure
-        ``discard_files`` removes what was written."""
-        job_id = str(uuid.uuid4())
-        job = Job(
-            id=job_id,
-            kind=kind,
-            status=JobStatus.queued,
-            progress=0.0,
-            stage="queued",
-            message="waiting for a worker",
-            created_by=created_by,
-            tenant=tenant,
-            options=options or {},
-            input_enc=self.cipher.encrypt_json(payload) if payload is not None else None,
-        )
-        session.add(job)
-        await session.flush()
-        for position, incoming in enumerate(files):
-            document_id = str(uuid.uuid4())
-            key = f"jobs/{job_id}/{document_id}"
-            self.store.put(key, incoming.data)
-            session.add(
-                Document(
-                    id=document_id,
-                    job_id=job_id,
-                    position=position,
-                    filename_enc=self.cipher.encrypt(incoming.filename.encode()) if incoming.filename else None,
-                    media_type=incoming.media_type,
-                    size_bytes=len(incoming.data),
-                    sha256=hashlib.sha256(incoming.data).hexdigest(),
-                    storage_key=key,
-                    status="pending",
-                )
+        secrets: dict[str, str] | None = None,
+    ) -> SubmittedJob:
+        """Accept a job: check the queue bound (503 when full), write the job, its files, its
+        encrypted secrets and its audit row in one transaction, commit, then dispatch it. On any
+        failure nothing stays behind."""
+        queued = await self.repository.queued_count(session)
+        if queued + self._reserved >= self.settings.queue_size:
+            raise ServiceUnavailable(
+                "the job queue is full; try again shortly",
+                retry_after=self.settings.retry_after_s,
+                code="QUEUE_FULL",
+                details={"queue_size": self.settings.queue_size},
             )
-        await session.flush()
-        return job
+        self._reserved += 1
+        job = None
+        try:
+            job = await self.repository.create(
+                session, kind=kind, created_by=created_by, tenant=tenant, files=files, options=options,
+                payload=payload,
+                secrets=secrets,
+            )
+            await audit.record(
+                action=action, resource_type="job", resource_id=job.id, request_data=request_data, response_status=202
+            )
+            await session.commit()
+        except BaseException:
+            if job is not None:
+                self.repository.discard_files(job.id)
+            raise
+        finally:
+            self._reserved -= 1
+        await self.runner.dispatch(job.id)
+        return SubmittedJob(job_id=job.id, status=JobStatus.queued.value)
 
-    def discard_files(self, job_id: str) -> None:
-        self.store.delete_prefix(f"jobs/{job_id}")
+    # -- cancellation and removal -------------------------------------------------------------
+    async def cancel_or_delete(self, session: AsyncSession, job: Job) -> str:
+        """Cancel a queued or running job (``cancelled``); remove a finished one (``deleted``).
+        The caller records the audit row and commits, then calls ``after_commit``."""
+        if JobStatus(job.status).terminal:
+            await self.repository.delete(session, job)
+            self.events.forget(job.id)
+            return "deleted"
+        await self.repository.request_cancel(session, job)
+        return "cancelled"
 
+    async def after_commit(self, job_id: str, outcome: str) -> None:
+        if outcome == "cancelled":
+            self.events.cancel_requested(job_id)  # a job running in this process stops now
+            await self.events.announce(job_id)
+
+    # -- reading ------------------------------------------------------------------------------
     async def get(self, session: AsyncSession, job_id: str) -> Job:
-        job = await session.get(Job, job_id) if _is_uuid(job_id) else None
-        if job is None:
-            raise NotFound("no such job", code="JOB_NOT_FOUND", details={"job_id": job_id[:64]})
-        return job
-
-    async def delete(self, session: AsyncSession, job: Job) -> None:
-        """Remove a job with its documents, results, events and stored files."""
-        job_id = job.id
-        await session.execute(delete(Document).where(Document.job_id == job_id))
-        await session.delete(job)
-        await session.flush()
-        self.store.delete_prefix(f"jobs/{job_id}")
+        return await self.repository.get(session, job_id)
 
     def result(self, job: Job) -> dict[str, Any] | None:
-        return self.cipher.decrypt_json(job.result_enc) if job.result_enc else None
+        return self.repository.result(job)
 
     async def document(self, session: AsyncSession, document_id: str) -> tuple[Document, dict[str, Any] | None]:
-        doc = await session.get(Document, document_id) if _is_uuid(document_id) else None
-        if doc is None:
-            raise NotFound("no such document", code="DOCUMENT_NOT_FOUND", details={"document_id": document_id[:64]})
-        return doc, (self.cipher.decrypt_json(doc.result_enc) if doc.result_enc else None)
+        return await self.repository.document(session, document_id)
 
     async def expired(self, session: AsyncSession, older_than_hours: float) -> list[Job]:
-        from datetime import timedelta
+        return await self.repository.expired(session, older_than_hours)
 
-        cutoff = utcnow() - timedelta(hours=older_than_hours)
-        jobs = (await session.execute(select(Job).where(Job.created_at < cutoff))).scalars().all()
-        return [j for j in jobs if JobStatus(j.status).terminal and as_utc(j.created_at) < cutoff]
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    async def delete(self, session: AsyncSession, job: Job) -> None:
+        await self.repository.delete(session, job)
 
 
 def job_view(job: Job, result: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -24,3 +24,11 @@ JOB_DURATION = Histogram(
 )
 AUDIT_ROWS = Counter("audit_rows_total", "Audit rows written", ["action"])
 SSE_STREAMS = Gauge("sse_streams_open", "Job event streams currently open")
+# Workers and leases. Counters count in the process that saw the event (API or worker); the gauges
+# below them are read from the shared database at scrape time, so every replica shows the whole fleet.
+JOB_LEASE_EXPIRIES = Counter("job_lease_expiries_total", "Running jobs whose worker stopped renewing its lease")
+JOB_RETRIES = Counter("job_retries_total", "Jobs queued again after their worker was lost")
+JOBS_ACTIVE = Gauge("job_worker_active", "Jobs this process is running, by worker", ["worker"])
+JOB_WORKER_RUNNING = Gauge("job_worker_running", "Running jobs by the worker holding their lease", ["worker"])
+JOB_LEASES_EXPIRED = Gauge("job_leases_expired", "Running jobs whose lease has expired and await recovery")
+JOBS_RETRIED = Gauge("jobs_retried", "Jobs that needed more than one attempt")

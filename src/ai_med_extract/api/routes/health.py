@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from ai_med_extract.api.deps import ServicesDep
-from ai_med_extract.db.models import Job, JobStatus
+from ai_med_extract.db.models import JobStatus
 from ai_med_extract.observability import metrics
 from ai_med_extract.observability.logs import log_exception
 
@@ -65,14 +65,18 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics")
 async def prometheus_metrics(services: ServicesDep) -> Response:
-    # Job counts by state come from the database, so they are right after a restart too.
+    # Job counts, leases and per-worker activity come from the shared database, so they are right
+    # after a restart and the same on every replica.
     try:
-        async with services.sessionmaker() as session:
-            rows = (await session.execute(select(Job.status, func.count()).group_by(Job.status))).all()
-        counts = dict(rows)
+        fleet = await services.jobs.repository.fleet()
         for state in JobStatus:
-            metrics.JOBS.labels(state.value).set(counts.get(state.value, 0))
+            metrics.JOBS.labels(state.value).set(fleet.by_status.get(state.value, 0))
+        metrics.JOB_QUEUE_DEPTH.set(fleet.by_status.get(JobStatus.queued.value, 0))
+        metrics.JOB_WORKER_RUNNING.clear()
+        for worker, running in fleet.by_worker.items():
+            metrics.JOB_WORKER_RUNNING.labels(worker).set(running)
+        metrics.JOB_LEASES_EXPIRED.set(fleet.leases_expired)
+        metrics.JOBS_RETRIED.set(fleet.retried)
     except Exception as exc:
         log_exception(logging.getLogger(__name__), "metrics: job counts unavailable", exc)
-    metrics.JOB_QUEUE_DEPTH.set(services.runner.queue_depth())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -15,9 +15,9 @@ from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from ai_med_extract.api.deps import Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.api.ownership import job_for
 from ai_med_extract.db.models import JobStatus
-from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
+from ai_med_extract.errors import BadRequest, Unprocessable
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
-from ai_med_extract.jobs.service import IncomingFile, job_view
+from ai_med_extract.jobs.service import IncomingFile, job_view, read_limited
 from ai_med_extract.observability import metrics
 from ai_med_extract.security.access import Action
 from ai_med_extract.security.views import deidentified_result, event_is_visible
@@ -25,62 +25,26 @@ from ai_med_extract.services import Services
 
 router = APIRouter(tags=["jobs"])
 
-_CHUNK = 1024 * 1024
-
-
-async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
-    """Read an uploaded file, refusing it as soon as it passes the size limit."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await upload.read(_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(
-                "a file is larger than the upload limit", code="FILE_TOO_LARGE", details={"max_bytes": max_bytes}
-            )
-        parts.append(chunk)
-    return b"".join(parts)
-
 
 async def submit_job(
     services: Services,
     session: AsyncSession,
     audit: Audit,
     *,
-    kind: str,
-    created_by: str,
-    action: str,
-    request_data: dict[str, Any],
-    files: list[IncomingFile] | None = None,
-    options: dict[str, Any] | None = None,
-    payload: Any = None,
-    secrets: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
-    tenant: str | None = None,
+    **job: Any,
 ) -> JSONResponse:
-    """Accept a job: claim a queue slot (503 when full), write the job, its files and its audit row
-    in one transaction, then queue it and answer 202. On any failure nothing stays behind."""
-    services.runner.reserve()
-    job = None
-    try:
-        job = await services.jobs.create(
-            session, kind=kind, created_by=created_by, tenant=tenant, files=files or [], options=options,
-            payload=payload,
-        )
-        await audit.record(
-            action=action, resource_type="job", resource_id=job.id, request_data=request_data, response_status=202
-        )
-        await session.commit()
-    except BaseException:
-        services.runner.release()
-        if job is not None:
-            services.jobs.discard_files(job.id)
-        raise
-    services.runner.enqueue(job.id, secrets)
+    """Submit a job through the jobs service and answer 202 with where to follow it."""
+    submitted = await services.jobs.submit(session, audit, **job)
     return JSONResponse(
-        {"job_id": job.id, "status": job.status, "events": f"/job/{job.id}/events", **(extra or {})},
+        {
+            "job_id": submitted.job_id,
+            "status": submitted.status,
+            "events": f"/job/{submitted.job_id}/events",
+            **(extra or {}),
+        },
         status_code=202,
-        headers={"Location": f"/job/{job.id}"},
+        headers={"Location": f"/job/{submitted.job_id}"},
     )
 
 
@@ -199,7 +163,7 @@ async def job_events(
                     continue
                 if await request.is_disconnected():
                     return
-                # Woken by the runner in this process; the timeout also catches other processes' writes.
+                # Woken by writes in any process (PostgreSQL notifications); the timeout is a safety net.
                 version = await events.wait(job_id, version, timeout=1.0)
         finally:
             metrics.SSE_STREAMS.dec()
@@ -211,32 +175,18 @@ async def job_events(
 async def delete_job(
     job_id: str, services: ServicesDep, session: SessionDep, audit: AuditDep, principal: ClinicianDep
 ) -> dict[str, Any]:
-    """Cancel a queued or running job; remove a finished job with its documents and results."""
+    """Cancel a queued or running job (from any replica); remove a finished job with its results."""
     job, access = await job_for(services, session, principal, job_id, Action.write)
-    status = JobStatus(job.status)
-    if status == JobStatus.queued:
-        job.status = JobStatus.cancelled
-        job.error_code = "JOB_CANCELLED"
-        job.error_message = "job was cancelled"
-        await services.events.append(session, job.id, "error", {"code": "JOB_CANCELLED", "message": "job was cancelled"})
-        outcome = "cancelled"
-    elif status == JobStatus.running:
-        await session.commit()  # release the read transaction; the runner writes the outcome
-        if not await services.runner.cancel(job.id):
-            raise Conflict("the job is running in another process", code="JOB_NOT_CANCELLABLE")
-        outcome = "cancelled"
-    else:
-        await services.jobs.delete(session, job)
-        outcome = "deleted"
+    previous = job.status
+    outcome = await services.jobs.cancel_or_delete(session, job)
     await audit.record(
         action="job.cancel" if outcome == "cancelled" else "job.delete",
         resource_type="job",
         resource_id=job_id,
         phi_accessed=False,
-        request_data={"previous_status": status.value},
+        request_data={"previous_status": previous},
         access=access,
     )
     await session.commit()
-    if outcome == "cancelled":
-        await services.events.announce(job_id)
+    await services.jobs.after_commit(job_id, outcome)
     return {"job_id": job_id, "status": outcome}
