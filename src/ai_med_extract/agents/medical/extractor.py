@@ -126,6 +126,10 @@ class MedicalExtractor:
         result = self._assemble(text, candidates)
         return result
 
+    def sentences(self, text: str) -> list[tuple[int, int]]:
+        """Sentence spans of ``text`` (blocking), as the extractor itself splits them."""
+        return self.context.sentences(text)
+
     async def aextract(self, text: str, *, mode: Mode = "rules", model: str | None = None) -> MedicalExtraction:
         if mode == "rules":
             return await asyncio.to_thread(self.extract, text)
