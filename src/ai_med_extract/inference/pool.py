@@ -8,6 +8,9 @@
   requests may wait for a busy model, beyond that ``MODEL_BUSY`` (503). Timeouts and client
   disconnects set a cancel flag the backend checks between tokens.
 - Prompts are measured with the model's own tokenizer before generation (``CONTEXT_OVERFLOW``).
+- Backends named in ``isolated_backends`` (llama.cpp by default) run in a child process
+  (:mod:`.host`): a native crash there fails that call with ``INFERENCE_CRASHED`` and the next call
+  starts a new child; the service and its other jobs go on.
 - A model that cannot be loaded or fails gives way to its configured fallback, then to the
   runtime fallback model, then to the text-based fallback; every step is reported and logged.
 """
