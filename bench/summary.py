@@ -202,6 +202,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             **figures(summary, record, drugs),
             "written": [st.text for key in WRITTEN for st in summary.sections[key].statements],
         }
+        print(json.dumps({name: out["summarisers"][name]}), flush=True)  # a long run shows each as it ends
     return out
 
 
