@@ -238,6 +238,11 @@ class ModelSettings(BaseModel):
     generation_timeout_s: float = Field(180.0, gt=0, description="Longest one generation may take")
     max_waiting: int = Field(16, ge=1, description="Requests waiting for a busy model beyond which 503")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: cores)")
+    isolated_backends: list[str] = Field(
+        ["gguf"],
+        description="Backends run in a child process of their own, so that a native crash fails one request "
+        "with INFERENCE_CRASHED instead of ending the service (the process restarts on the next request)",
+    )
 
 
 class SummarySettings(BaseModel):

@@ -118,8 +118,9 @@ async def test_requests_beyond_the_wait_queue_get_model_busy(make_pool, tiny_ggu
 async def test_a_generation_past_its_timeout_is_stopped_and_the_model_stays_usable(
     make_pool, tiny_gguf: Path
 ):
-    # the tiny model never emits end-of-text: 4000 tokens take far longer than the 50 ms allowed
-    pool = make_pool({"patient_summary_models": [gguf_entry("a", tiny_gguf, n_ctx=4096)]})
+    # the tiny model never emits end-of-text: 4000 tokens take far longer than the 50 ms allowed;
+    # in-process, so that the test can read the llama.cpp context (the hosted case: tests/inference/test_host.py)
+    pool = make_pool({"patient_summary_models": [gguf_entry("a", tiny_gguf, n_ctx=4096)]}, isolated_backends=[])
     await pool.load("a")
 
     with pytest.raises(GenerationTimeout) as caught:
@@ -133,7 +134,7 @@ async def test_a_generation_past_its_timeout_is_stopped_and_the_model_stays_usab
 
 
 async def test_closing_a_stream_early_cancels_the_generation(make_pool, tiny_gguf: Path):
-    pool = make_pool({"patient_summary_models": [gguf_entry("a", tiny_gguf, n_ctx=4096)]})
+    pool = make_pool({"patient_summary_models": [gguf_entry("a", tiny_gguf, n_ctx=4096)]}, isolated_backends=[])
     stream = pool.stream(ask("a", max_tokens=4000))
 
     await anext(stream)

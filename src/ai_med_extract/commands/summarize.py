@@ -36,7 +36,9 @@ async def _run(record: Any, model: str | None, deidentify: bool, stream: bool, g
         from ai_med_extract.inference.pool import ModelPool
 
         pool = ModelPool.from_settings(settings)
-    agent = PatientSummaryAgent(pool, settings.summary)
+    from ai_med_extract.agents.medical.extractor import MedicalExtractor
+
+    agent = PatientSummaryAgent(pool, settings.summary, reader=MedicalExtractor())
 
     async def echo(section: str, text: str) -> None:
         sys.stderr.write(text)

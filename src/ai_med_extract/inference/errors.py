@@ -52,6 +52,12 @@ class GenerationFailed(AppError):
     code = "GENERATION_FAILED"
 
 
+class InferenceCrashed(ServiceUnavailable):
+    """The process hosting a model died during a call (a native crash, a kill); the next call restarts it."""
+
+    code = "INFERENCE_CRASHED"
+
+
 class ContextOverflow(Unprocessable):
     code = "CONTEXT_OVERFLOW"
 

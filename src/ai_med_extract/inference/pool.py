@@ -8,6 +8,9 @@
   requests may wait for a busy model, beyond that ``MODEL_BUSY`` (503). Timeouts and client
   disconnects set a cancel flag the backend checks between tokens.
 - Prompts are measured with the model's own tokenizer before generation (``CONTEXT_OVERFLOW``).
+- Backends named in ``isolated_backends`` (llama.cpp by default) run in a child process
+  (:mod:`.host`): a native crash there fails that call with ``INFERENCE_CRASHED`` and the next call
+  starts a new child; the service and its other jobs go on.
 - A model that cannot be loaded or fails gives way to its configured fallback, then to the
   runtime fallback model, then to the text-based fallback; every step is reported and logged.
 """
@@ -63,6 +66,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MB = 1024 * 1024
 _DONE = object()
+STREAM_AHEAD = 32  # token pieces a stream may produce before its reader has taken them
 _WITHOUT_LOCAL_WEIGHTS = (ModelType.fallback, ModelType.openai)  # outside the count and memory limits
 
 
@@ -321,6 +325,12 @@ class ModelPool:
         if self._closed:
             return
         self._closed = True
+        # calls already past _acquire finish (or time out) before their model is unloaded under them
+        deadline = time.monotonic() + self.timeout_s
+        async with self._idle:
+            while any(s.in_use for s in self._slots.values()) and (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), left)
         async with self._load_lock:
             for slot in list(self._slots.values()):
                 await self._unload(slot, reason="shutdown")
@@ -564,13 +574,16 @@ class ModelPool:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
+        room = threading.Semaphore(STREAM_AHEAD)  # a slow reader holds the generation back
 
         def work() -> None:
             try:
                 for piece in backend.stream(req, cancel):
-                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+                    while not room.acquire(timeout=0.05) and not cancel.is_set():
+                        pass
                     if cancel.is_set():
                         break
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
             except BaseException as exc:  # handed to the consumer
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
@@ -595,6 +608,7 @@ class ModelPool:
                 if isinstance(item, BaseException):
                     logger.error("backend failure", extra=describe(item))
                     raise GenerationFailed(f"the model failed ({type(item).__name__})") from item
+                room.release()
                 yield item
         finally:
             if not future.done():
@@ -695,15 +709,20 @@ class ModelPool:
             )
         if counts:
             await self._make_room(estimate)
-        backend = cls(
-            LoadContext(
-                entry=entry,
-                source=source,
-                profile=self.profile,
-                cache_dir=self.cache_dir,
-                allow_downloads=self.catalogue.runtime_behavior.allow_runtime_downloads,
-            )
+        ctx = LoadContext(
+            entry=entry,
+            source=source,
+            profile=self.profile,
+            cache_dir=self.cache_dir,
+            allow_downloads=self.catalogue.runtime_behavior.allow_runtime_downloads,
         )
+        backend: Backend
+        if entry.type.value in self.settings.isolated_backends and issubclass(cls, TextBackend):
+            from ai_med_extract.inference.host import HostedBackend
+
+            backend = HostedBackend(cls, ctx)
+        else:
+            backend = cls(ctx)
         rss_before = self._process.memory_info().rss
         gpu_before = _gpu_allocated()
         began = time.perf_counter()

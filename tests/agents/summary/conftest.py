@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ai_med_extract.agents.medical.extractor import MedicalExtractor
 from ai_med_extract.agents.summary.lexicon import DrugDictionary
 from ai_med_extract.config import ModelSettings
 from ai_med_extract.inference.catalogue import Catalogue
@@ -75,3 +76,11 @@ def broken_pool(make_pool: Callable[..., ModelPool], tmp_path: Path) -> ModelPoo
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file at all")
     return make_pool([{"name": "broken", "type": "gguf", "path": str(bad)}], text_fallback=False)
+
+
+@pytest.fixture(scope="session")
+def reader() -> MedicalExtractor:
+    """The medical extractor, as the composition root hands it to the summary agent to read notes."""
+    extractor = MedicalExtractor()
+    extractor.warm_up()
+    return extractor

@@ -58,7 +58,7 @@ def _b64(text: str) -> str:
 
 def make_bundle(
     *, seed: int = 7, years: int = 6, start: date = date(2017, 3, 1), acute_per_year: int = 1,
-    observations_per_visit: int = 0, notes: bool = True,
+    observations_per_visit: int = 0, notes: bool = True, long_notes: bool = False,
 ) -> tuple[dict[str, Any], Truth]:
     """A ``collection`` Bundle and the :class:`Truth` it encodes.
 
@@ -187,6 +187,8 @@ def make_bundle(
                     f"HbA1c {a1c}%. Denies chest pain.")
             if year >= htn_year:
                 text += " Continues lisinopril."
+            if long_notes:
+                text += _long_note(fake, rng, year >= htn_year, year >= dm_year, truth.allergy)
             add({"resourceType": "DocumentReference", "status": "current",
                  "type": _coding(LOINC, "34117-2", "History and physical note"), "subject": subject,
                  "date": _ts(when, 11), "content": [{"attachment": {"contentType": "text/plain; charset=utf-8",
@@ -217,3 +219,64 @@ def make_bundle(
                      "presentedForm": [{"contentType": "text/plain", "data": _b64(
                          f"Acute visit. Assessment: {display.split(' (')[0].lower()}. Plan: {drug.split()[0]}.")}]})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}, truth
+
+
+def _long_note(fake: Faker, rng: random.Random, hypertension: bool, diabetes: bool, allergy: str) -> str:
+    """The rest of a wellness note the way encounter notes are written: who saw the patient, history,
+    medications with Latin dosing abbreviations, a negated symptom list, plan."""
+    lines = [
+        f"\n\nSeen by Dr. {fake.last_name()} with {fake.first_name()} {fake.last_name()}, RN.",
+        f"History: {fake.sentence(nb_words=10)}",
+        f"Allergies: {allergy.replace('Allergy to ', '')}.",
+        "Review of systems: no fever, no chills, no shortness of breath.",
+    ]
+    if diabetes:
+        lines.append("No fever but known diabetes on metformin 500 mg p.o. b.i.d. with meals.")
+    if hypertension:
+        lines.append("Lisinopril 10 mg p.o. q.d. continued; home readings reviewed.")
+    lines += [
+        f"Social history: {rng.choice(['never smoker', 'former smoker, quit 10 years ago', 'no tobacco use'])}.",
+        f"Plan: return in one year. {fake.sentence(nb_words=8)}",
+    ]
+    return "\n".join(lines)
+
+
+SYNTHEA_ENTRIES, SYNTHEA_NOTES = 314, 37  # the size of a public Synthea R4 patient bundle
+
+
+def make_synthea_sized_bundle(seed: int = 2024) -> tuple[dict[str, Any], Truth]:
+    """A bundle of the size and shape of a Synthea R4 export: 314 entries, 37 of them notes (twelve
+    years of wellness and acute visits, long notes, labs), generated here rather than taken from
+    Synthea's sample set."""
+    bundle, truth = make_bundle(seed=seed, years=12, acute_per_year=2, observations_per_visit=5, long_notes=True)
+    entries = bundle["entry"]
+    encounters = [e["resource"] for e in entries if e["resource"]["resourceType"] == "Encounter"]
+    patient = next(e["fullUrl"] for e in entries if e["resource"]["resourceType"] == "Patient")
+    rng = random.Random(seed)
+    visit = 0
+    while sum(_is_note(e["resource"]) for e in entries) < SYNTHEA_NOTES:
+        enc = encounters[visit % len(encounters)]
+        visit += 1
+        when = enc["period"]["start"]
+        entries.append({"fullUrl": f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}", "resource": {
+            "resourceType": "DocumentReference", "status": "current",
+            "type": _coding(LOINC, "11488-4", "Consult note"), "subject": {"reference": patient}, "date": when,
+            "content": [{"attachment": {"contentType": "text/plain", "data": _b64(
+                "Telephone follow-up. Seen by Dr. Okafor last week. Taking medicines as prescribed; "
+                "denies dizziness. No fever but known diabetes on metformin.")}}],
+            "context": {"encounter": [{"reference": f"urn:uuid:{enc['id']}"}]}}})
+    while len(entries) < SYNTHEA_ENTRIES:
+        enc = encounters[visit % len(encounters)]
+        visit += 1
+        entries.append({"fullUrl": f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}", "resource": {
+            "resourceType": "Observation", "status": "final",
+            "code": _coding(LOINC, "2093-3", "Total Cholesterol"), "subject": {"reference": patient},
+            "encounter": {"reference": f"urn:uuid:{enc['id']}"}, "effectiveDateTime": enc["period"]["start"],
+            "valueQuantity": {"value": float(rng.randint(150, 240)), "unit": "mg/dL",
+                              "system": "http://unitsofmeasure.org", "code": "mg/dL"}}})
+    return bundle, truth
+
+
+def _is_note(resource: dict[str, Any]) -> bool:
+    return resource["resourceType"] in ("DocumentReference", "DiagnosticReport") and bool(
+        resource.get("content") or resource.get("presentedForm"))

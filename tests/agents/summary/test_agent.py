@@ -13,8 +13,9 @@ from ai_med_extract.agents.summary.inputs import load_record
 from ai_med_extract.agents.summary.lexicon import DrugDictionary
 from ai_med_extract.config import SummarySettings
 from ai_med_extract.inference.pool import ModelPool
-from tests.agents.summary.synthetic import Truth, make_bundle
+from tests.agents.summary.synthetic import Truth, make_bundle, make_synthea_sized_bundle
 from tests.agents.summary.test_inputs import PATIENT_MODEL
+from tests.inference.tiny_models import write_tiny_gguf
 
 SECTIONS = ["overview", "active_problems", "medications", "allergies", "vitals_labs", "narrative", "assessment",
             "guideline_checks"]
@@ -62,8 +63,8 @@ async def test_deidentified_overview_leaves_out_name_birth_date_and_mrn(
     assert truth.birth_date.isoformat() not in summary.markdown
 
 
-async def test_patient_model_and_notes_inputs_summarise(drugs: DrugDictionary) -> None:
-    agent = PatientSummaryAgent(None, drugs=drugs)
+async def test_patient_model_and_notes_inputs_summarise(drugs: DrugDictionary, reader: Any) -> None:
+    agent = PatientSummaryAgent(None, drugs=drugs, reader=reader)
     s1 = await agent.summarize(PATIENT_MODEL)
     assert {c.rule for c in s1.guideline_checks} >= {"diabetes.hba1c_control", "hypertension.bp_control"}
     s2 = await agent.summarize(["2022-05-01 Hypertension. BP 150/95. Started amlodipine 5 mg daily."])
@@ -145,3 +146,28 @@ async def test_shipped_model_writes_a_grounded_narrative(
     for key in ("narrative", "assessment"):
         for st in summary.sections[key].statements:
             assert st.flags == []  # in remove mode nothing unsupported is left
+
+
+async def test_a_synthea_sized_bundle_is_summarised_by_a_hosted_model_in_parallel_chunks(
+    make_pool: Any, tmp_path: Any, drugs: DrugDictionary, reader: Any
+) -> None:
+    data, truth = make_synthea_sized_bundle()
+    resources = [e["resource"] for e in data["entry"]]
+    assert len(resources) == 314
+    assert sum(r["resourceType"] in ("DocumentReference", "DiagnosticReport") for r in resources) == 37
+    model = write_tiny_gguf(tmp_path / "tiny-8k.gguf", context_length=8192)
+    pool = make_pool([{"name": "tiny", "type": "gguf", "path": str(model), "n_ctx": 8192,
+                       "options": {"n_batch": 512}}], text_fallback=False)
+
+    settings = SummarySettings(chunk_max_tokens=16, narrative_max_tokens=24, assessment_max_tokens=16,
+                               parallel_chunks=4, cache_size=0)
+    agent = PatientSummaryAgent(pool, settings, drugs=drugs, reader=reader)
+    summary = await agent.summarize(data, SummaryOptions(model="tiny"))
+
+    # too big for one prompt of this byte-level model: chunks in parallel, combined, then the assessment
+    info = summary.generation
+    assert info.generator == "model", info
+    assert info.chunks > 1 and info.calls == info.chunks + info.combine_rounds + 1
+    assert pool.describe_model("tiny")["isolated"] is True
+    problems = " ".join(s.text for s in summary.sections["active_problems"].statements).lower()
+    assert all(c.split(" (")[0].lower() in problems for c in truth.conditions)

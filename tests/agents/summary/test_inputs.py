@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ai_med_extract.agents.summary import FactKind, InputKind, load_record
+from ai_med_extract.agents.summary.text_facts import read_notes
 from ai_med_extract.errors import Unprocessable
 from tests.agents.summary.synthetic import Truth, make_bundle
 
@@ -109,12 +110,13 @@ def test_bad_dates_in_the_patient_model_name_their_path() -> None:
     assert caught.value.details["errors"][0]["loc"] == "visits[1].date"
 
 
-def test_free_text_notes_yield_drugs_values_and_diagnoses_but_not_negated_ones() -> None:
+def test_free_text_notes_yield_drugs_values_and_diagnoses_but_not_negated_ones(reader: Any) -> None:
     notes = [
         "2022-05-01 Clinic note. Known hypertension. BP 150/95. Started amlodipine 5 mg daily. Denies diabetes.",
         {"date": "2022-11-03", "text": "Follow-up. BP 132/84 on amlodipine. HbA1c 5.6%."},
     ]
     record = load_record(notes)
+    read_notes(record, reader)
     assert record.kind is InputKind.notes
     assert len(record.of_kind(FactKind.note)) == 2
     assert {f.label for f in record.of_kind(FactKind.medication)} == {"amlodipine"}
@@ -127,11 +129,12 @@ def test_free_text_notes_yield_drugs_values_and_diagnoses_but_not_negated_ones()
     assert notes[0][start:end].startswith("BP 150/95")  # type: ignore[index]
 
 
-def test_processed_documents_are_read_from_their_text() -> None:
+def test_processed_documents_are_read_from_their_text(reader: Any) -> None:
     record = load_record({"documents": [
         {"document_id": "d1", "text": "Discharge summary 2023-01-09. Pneumonia treated with amoxicillin."},
         {"document_id": "d2", "text": ""},
     ]})
+    read_notes(record, reader)
     assert record.kind is InputKind.documents
     assert record.ignored["document without text"] == 1
     assert {f.label for f in record.of_kind(FactKind.medication)} == {"amoxicillin"}

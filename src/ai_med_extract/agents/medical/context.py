@@ -199,6 +199,11 @@ class ClinicalContext:
             result.append(SpanContext(negated, uncertain, historical, hypothetical, family, section))
         return result, sections
 
+    def sentences(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the sentences of ``text``, by the splitter ConText's scope uses."""
+        doc = self._nlp.get_pipe("ame_line_sentences")(self._nlp.make_doc(text))
+        return [(s.start_char, s.end_char) for s in doc.sents if s.text.strip()]
+
     def _sections(self, text: str) -> list[SectionSpan]:
         doc = self._nlp.make_doc(text)
         doc = self._nlp.get_pipe("ame_line_sentences")(doc)
@@ -280,6 +285,7 @@ def _chunk_bounds(text: str, size: int) -> list[tuple[int, int]]:
 
 _CHUNK_BREAK = re.compile(r"\n(?=\s*(?:[^a-z\s]|$))")
 _SENTENCE_END = re.compile(r"[.!?;]$")
+_DOTTED = re.compile(r"^[a-z](?:\.[a-z])+$")  # p.o, b.i.d, q.d, t.i.d (the tokenizer splits off the last dot)
 
 
 def _line_sentences(doc: Any) -> Any:
@@ -297,7 +303,13 @@ def _line_sentences(doc: Any) -> Any:
             if token.is_space:
                 start = False
             elif prev.text in {".", "!", "?", ";"}:
-                start = not (prev.text == "." and token.is_lower and len(token) < 4)
+                # "mg p.o. b.i.d. with meals": a dotted abbreviation and the lower-case word after it
+                # continue the sentence
+                dotted = i >= 2 and bool(_DOTTED.match(doc[i - 2].text))
+                start = not (
+                    prev.text == "." and token.is_lower
+                    and (len(token) < 4 or dotted or bool(_DOTTED.match(token.text)))
+                )
             elif "\n" in prev.whitespace_ or (prev.is_space and "\n" in prev.text):
                 start = not (token.is_lower and not _SENTENCE_END.search(prev.text) and prev.text not in {":", ","})
         starts[i, 0] = 1 if start else -1

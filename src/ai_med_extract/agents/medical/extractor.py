@@ -186,6 +186,10 @@ class MedicalExtractor:
                 carried = own_sections[-1].category
         return out
 
+    def sentences(self, text: str) -> list[tuple[int, int]]:
+        """Sentence spans of ``text`` (blocking), as the extractor itself splits them."""
+        return self.context.sentences(text)
+
     async def aextract(self, text: str, *, mode: Mode = "rules", model: str | None = None) -> MedicalExtraction:
         if mode == "rules":
             return await asyncio.to_thread(self.extract, text)

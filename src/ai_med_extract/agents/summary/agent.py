@@ -25,7 +25,7 @@ from .lexicon import DrugDictionary
 from .models import GenerationInfo, GroundingReport, PatientSummary, Section, Statement
 from .render import render_markdown
 from .template import build_sections
-from .text_facts import drug_dictionary
+from .text_facts import ClinicalReader, drug_dictionary, read_notes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,8 +62,12 @@ class PatientSummaryAgent:
         *,
         drugs: DrugDictionary | None = None,
         cache: SummaryCache | None = None,
+        reader: ClinicalReader | None = None,
     ):
+        """``reader`` reads free-text notes (sentences, negation, sections): the medical extractor,
+        handed in by the composition root. Without one, notes yield no drug or diagnosis facts."""
         self.model = model
+        self.reader = reader
         self.settings = settings or SummarySettings()
         self.drugs = drugs or drug_dictionary()
         self.cache = cache if cache is not None else SummaryCache(self.settings.cache_size)
@@ -96,6 +100,7 @@ class PatientSummaryAgent:
 
         await progress("normalise", 5.0, "reading the record")
         record: PatientRecord = await blocking(load_record, payload)
+        await blocking(read_notes, record, self.reader)
         stats = record.stats()
         await progress("normalise", 15.0, f"{stats['facts']} facts, {stats['ignored_total']} items ignored")
         as_of = options.as_of or record.last_date or date.today()
@@ -175,8 +180,12 @@ class PatientSummaryAgent:
         async def chunk_progress(done: int, total: int) -> None:
             await progress("generate", 20.0 + 55.0 * done / total, f"chunk {done} of {total} summarised")
 
+        digest: list[Statement] = []
+        for key in ("active_problems", "medications", "allergies", "vitals_labs", "narrative", "guideline_checks"):
+            digest.extend(sections[key].statements)
         narrative = await gen.narrative(
             record,
+            digest=digest,
             max_tokens=self.settings.narrative_max_tokens,
             chunk_max_tokens=self.settings.chunk_max_tokens,
             cap=options.context_tokens,

@@ -107,6 +107,14 @@ class Demographics:
     deceased: date | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NoteText:
+    """A note's text as given, waiting to be read for the facts it mentions."""
+
+    fact_id: str
+    text: str
+
+
 @dataclass(slots=True)
 class PatientRecord:
     """A normalised record: demographics, facts in input order, and what was ignored."""
@@ -116,6 +124,7 @@ class PatientRecord:
     facts: list[Fact] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)  # resource type / field -> count
     resource_counts: Counter[str] = field(default_factory=Counter)
+    note_texts: list[NoteText] = field(default_factory=list)  # read by text_facts.read_notes
     _next: int = 0
 
     def add(self, kind: FactKind, label: str, source: SourceRef, **fields: Any) -> Fact:

@@ -8,10 +8,11 @@ budgets use the model's own tokenizer through ``count_tokens``; nothing guesses 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ai_med_extract.inference.types import ChatMessage, GenerationRequest, GenerationResult
 
@@ -19,6 +20,7 @@ from .facts import Fact, PatientRecord
 from .models import Statement
 from .template import visits
 
+T = TypeVar("T")
 TokenSink = Callable[[str, str], Awaitable[None]]  # (section, text piece)
 
 SYSTEM = (
@@ -41,6 +43,16 @@ ASSESSMENT_PROMPT = (
     "are trending, and the guideline gaps listed. Use only these facts and cite record ids.\n\n"
     "Facts:\n{lines}\n\nAssessment:"
 )
+RECORD_PROMPT = "Patient record, one item per line, with record ids:\n{lines}\n\n{task}"
+NARRATIVE_TASK = (
+    "Write a chronological narrative of this patient's care in 3 to 8 sentences, oldest first, using only "
+    "the record above. Keep dates and values exactly as written and cite record ids in square brackets."
+)
+RECORD_ASSESSMENT_TASK = (
+    "Write a short clinical assessment of this patient in 2 to 4 sentences: the active problems, how they are "
+    "trending, and the guideline gaps listed. Use only the record above and cite record ids."
+)
+REPETITION_CHECK_EVERY = 8  # streamed pieces between checks for a degenerate loop
 PROMPT_OVERHEAD_TOKENS = 64  # chat template tokens around the messages, on top of counted text
 
 
@@ -48,7 +60,7 @@ PROMPT_OVERHEAD_TOKENS = 64  # chat template tokens around the messages, on top 
 class TextModel(Protocol):
     async def generate(self, req: GenerationRequest) -> GenerationResult: ...
 
-    def stream(self, req: GenerationRequest) -> AsyncIterator[str]: ...
+    def stream(self, req: GenerationRequest) -> AsyncGenerator[str, None]: ...
 
     async def count_tokens(self, text: str, model: str | None = None) -> int: ...
 
@@ -113,6 +125,25 @@ def trim_repetition(text: str, *, min_len: int = 24) -> str:
     return text
 
 
+async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Await ``calls`` concurrently; the first failure cancels the others and waits for them to stop
+    (``asyncio.gather`` would leave them running on the model after the summary has given up)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_as_coroutine(c)) for c in calls]
+    except ExceptionGroup as failed:  # the first error, with its stable code, is the one to report
+        raise failed.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+async def _as_coroutine(call: Awaitable[T]) -> T:
+    return await call
+
+
+def _cited(st: Statement) -> str:
+    return f"{st.text} [{', '.join(st.citations[:4])}]" if st.citations else st.text
+
+
 def _fmt(d: date | None) -> str:
     return d.isoformat() if d else "undated"
 
@@ -127,6 +158,8 @@ class Generator:
         self.chunks = 0
         self.rounds = 0
         self.window = 0
+        self.record_text: str | None = None  # the digest both final prompts start with (prompt cache)
+        self.stopped_early = 0
 
     def _request(self, prompt: str, max_tokens: int) -> GenerationRequest:
         return GenerationRequest(
@@ -168,7 +201,7 @@ class Generator:
                 return await self.model.count_tokens(text, self.model_name)
 
         texts = [[f.line() for f in facts] for _, facts in blocks]
-        sizes = await asyncio.gather(*(count("\n".join(lines) + "\n") for lines in texts))
+        sizes = await _all(count("\n".join(lines) + "\n") for lines in texts)
         chunks: list[Chunk] = []
         current: Chunk | None = None
         for (day, facts), lines, size in zip(blocks, texts, sizes, strict=True):
@@ -176,7 +209,7 @@ class Generator:
                 if current:
                     chunks.append(current)
                     current = None
-                line_sizes = await asyncio.gather(*(count(line + "\n") for line in lines))
+                line_sizes = await _all(count(line + "\n") for line in lines)
                 piece = Chunk(day, day, [], [], 0)
                 for fact, line, n in zip(facts, lines, line_sizes, strict=True):
                     if piece.lines and piece.tokens + n > budget:
@@ -209,24 +242,41 @@ class Generator:
         return trim_repetition(await self._raw_call(prompt, max_tokens, section, sink))
 
     async def _raw_call(self, prompt: str, max_tokens: int, section: str, sink: TokenSink | None) -> str:
+        """Stream one call; stop it as soon as the text starts repeating itself (nothing new is said)."""
         req = self._request(prompt, max_tokens)
-        if sink is None:
-            result = await self.model.generate(req)
-            self.usage.add(result)
-            return result.text
         pieces: list[str] = []
-        async for piece in self.model.stream(req):
-            pieces.append(piece)
-            await sink(section, piece)
+        async with contextlib.aclosing(self.model.stream(req)) as stream:
+            async for piece in stream:
+                pieces.append(piece)
+                if sink is not None:
+                    await sink(section, piece)
+                if len(pieces) % REPETITION_CHECK_EVERY == 0:
+                    text = "".join(pieces)
+                    if trim_repetition(text) != text:
+                        self.stopped_early += 1
+                        break
         self.usage.calls += 1
+        self.usage.completion_tokens += len(pieces)  # llama.cpp streams one piece per token
         return "".join(pieces)
 
     async def narrative(
         self, record: PatientRecord, *, max_tokens: int, chunk_max_tokens: int, cap: int | None,
         sink: TokenSink | None, progress: Callable[[int, int], Awaitable[None]] | None = None,
+        digest: Sequence[Statement] = (),
     ) -> str:
+        """The model's narrative. With a ``digest`` (the template's statements) that fits the window,
+        one call over it; otherwise the record's visits in chunks, summarised in parallel, combined."""
         max_tokens = self.out_tokens(max_tokens, cap)
         chunk_max_tokens = self.out_tokens(chunk_max_tokens, cap)
+        if digest:
+            # What the template already says, condensed and cited: one call when it fits the window
+            text = "\n".join(_cited(st) for st in digest)
+            room = await self.budget(max_tokens, RECORD_PROMPT.replace("{task}", NARRATIVE_TASK), cap)
+            if await self.model.count_tokens(text, self.model_name) <= room:
+                self.chunks = 1
+                self.record_text = text
+                prompt = RECORD_PROMPT.format(lines=text, task=NARRATIVE_TASK)
+                return await self._call(prompt, max_tokens, "narrative", sink)
         budget = await self.budget(max(max_tokens, chunk_max_tokens), CHUNK_PROMPT, cap)
         chunks = await self.plan(record, budget)
         self.chunks = len(chunks)
@@ -249,7 +299,7 @@ class Generator:
                 await progress(done, len(chunks))
             return f"({_fmt(c.start)} to {_fmt(c.end)}) {text.strip()}"
 
-        parts = list(await asyncio.gather(*(one(c) for c in chunks)))
+        parts = list(await _all(one(c) for c in chunks))
         return await self._combine(parts, max_tokens=max_tokens, cap=cap, sink=sink)
 
     async def _fit(self, text: str, budget: int) -> str:
@@ -265,7 +315,7 @@ class Generator:
         merge_sem = asyncio.Semaphore(self.parallel)
         while True:
             self.rounds += 1
-            sizes = await asyncio.gather(*(self.model.count_tokens(p + "\n", self.model_name) for p in parts))
+            sizes = await _all(self.model.count_tokens(p + "\n", self.model_name) for p in parts)
             if sum(sizes) <= budget or len(parts) == 1:
                 text = await self._fit("\n".join(parts), budget)
                 return await self._call(COMBINE_PROMPT.format(parts=text), max_tokens, "narrative", sink)
@@ -278,9 +328,9 @@ class Generator:
                 groups[-1].append(part)
                 used += n
             if len(groups) == len(parts):  # each part fills a prompt: pair them up, each cut to half
-                halves = await asyncio.gather(*(self._fit(p, budget // 2 - 1) for p in parts))
+                halves = await _all(self._fit(p, budget // 2 - 1) for p in parts)
                 groups = [list(halves[i : i + 2]) for i in range(0, len(halves), 2)]
-            parts = list(await asyncio.gather(*(self._merge(g, max_tokens, budget, merge_sem) for g in groups)))
+            parts = list(await _all(self._merge(g, max_tokens, budget, merge_sem) for g in groups))
 
     async def _merge(self, group: list[str], max_tokens: int, budget: int, sem: asyncio.Semaphore) -> str:
         async with sem:
@@ -289,8 +339,14 @@ class Generator:
 
     async def assessment(self, facts: Sequence[Statement], *, max_tokens: int, cap: int | None,
                          sink: TokenSink | None) -> str:
-        lines = [f"{s.text} [{', '.join(s.citations[:4])}]" if s.citations else s.text for s in facts]
         max_tokens = self.out_tokens(max_tokens, cap)
+        if self.record_text is not None:
+            # the same record text as the narrative's prompt: llama.cpp reuses its evaluated prefix
+            prompt = RECORD_PROMPT.format(lines=self.record_text, task=RECORD_ASSESSMENT_TASK)
+            room = await self.budget(max_tokens, RECORD_PROMPT.replace("{task}", RECORD_ASSESSMENT_TASK), cap)
+            if await self.model.count_tokens(self.record_text, self.model_name) <= room:
+                return await self._call(prompt, max_tokens, "assessment", sink)
+        lines = [_cited(s) for s in facts]
         budget = await self.budget(max_tokens, ASSESSMENT_PROMPT, cap)
         text = await self._fit("\n".join(lines), budget)
         return await self._call(ASSESSMENT_PROMPT.format(lines=text), max_tokens, "assessment", sink)
@@ -305,4 +361,6 @@ class Generator:
             "prompt_tokens": self.usage.prompt_tokens,
             "completion_tokens": self.usage.completion_tokens,
             "fallbacks": self.usage.fallbacks,
+            "calls": self.usage.calls,
+            "stopped_early": self.stopped_early,
         }

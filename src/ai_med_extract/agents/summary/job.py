@@ -97,8 +97,8 @@ class SummaryJob:
 
 
 def build_summary_job(settings: Settings, agents: dict[str, Any]) -> SummaryJob:
-    """Build the summary agent (on the model pool in ``agents`` when there is one), add it to ``agents``
-    as ``summary``, and return the job handler."""
-    agent = PatientSummaryAgent(agents.get("pool"), settings.summary)
+    """Build the summary agent (on the model pool in ``agents`` when there is one, reading notes with
+    the medical extractor there), add it to ``agents`` as ``summary``, and return the job handler."""
+    agent = PatientSummaryAgent(agents.get("pool"), settings.summary, reader=agents.get("medical"))
     agents["summary"] = agent
     return SummaryJob(agent, settings.summary)

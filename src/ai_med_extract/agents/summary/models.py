@@ -68,6 +68,8 @@ class GenerationInfo(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     fallbacks: list[dict[str, str]] = Field(default_factory=list)
+    calls: int = Field(0, description="Model calls made")
+    stopped_early: int = Field(0, description="Calls stopped when the text began to repeat itself")
     template_reason: str | None = Field(None, description="Why the template summariser was used (a code)")
 
 

@@ -31,7 +31,7 @@ from .grounding import GroundingIndex, GroundingMode, ground_text
 from .lexicon import find_measurements, sentences
 from .models import GenerationInfo, GroundingReport, Section, SoapNote, Statement
 from .render import render_markdown
-from .text_facts import add_note
+from .text_facts import add_note, read_notes
 
 MAX_TRANSCRIPT_CHARS = 200_000
 _SPEAKER = re.compile(r"^\s*(doctor|dr|physician|clinician|provider|patient|pt|nurse)\s*[:\-]\s*", re.I)
@@ -136,6 +136,7 @@ class SoapWriter:
         if on_progress:
             await on_progress("normalise", 5.0, "reading the transcript")
         record: PatientRecord = await blocking(transcript_record, transcript)
+        await blocking(read_notes, record, self.agent.reader)
         mode: GroundingMode = options.grounding or self.agent.settings.grounding  # type: ignore[assignment]
         report = GroundingReport(mode=mode)
         sections = await blocking(template_soap, record)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ai_med_extract.inference.backends.base import Completion, GenerationCancelled, TextBackend
+from ai_med_extract.inference.backends.base import Completion, GenerationCancelled, LoadContext, TextBackend
 from ai_med_extract.inference.catalogue import ModelType
 from ai_med_extract.inference.errors import ModelLoadFailed, UnsupportedRequest
 from ai_med_extract.inference.types import GenerationRequest
@@ -18,9 +18,18 @@ logger = logging.getLogger(__name__)
 
 
 class GGUFBackend(TextBackend):
+    """One llama.cpp model and context. A llama.cpp context is not safe for concurrent use, so every
+    call into it (tokenising included) holds ``_use``, and ``unload`` waits for the call in progress:
+    a token count asked while a chunk is generating, or a shutdown while a call that timed out is
+    still decoding, used to touch the context from two threads at once."""
+
     kind = ModelType.gguf
     requires = ("llama_cpp",)
     supports_json_schema = True
+
+    def __init__(self, ctx: LoadContext):
+        super().__init__(ctx)
+        self._use = threading.RLock()
 
     def load(self) -> None:
         import llama_cpp
@@ -84,11 +93,12 @@ class GGUFBackend(TextBackend):
             self._aborting = False
 
     def unload(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            llm.close()
-            del self.llm
-        self.formatter = None
+        with self._use:
+            llm = getattr(self, "llm", None)
+            if llm is not None:
+                llm.close()
+                del self.llm
+            self.formatter = None
         gc.collect()
 
     def memory_bytes(self) -> int | None:
@@ -108,7 +118,8 @@ class GGUFBackend(TextBackend):
         }
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        with self._use:
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def context_window(self) -> int:
         return int(self.llm.n_ctx())
@@ -132,7 +143,8 @@ class GGUFBackend(TextBackend):
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stop
 
     def prompt_tokens(self, req: GenerationRequest) -> int:
-        return len(self._prompt(req)[0])
+        with self._use:
+            return len(self._prompt(req)[0])
 
     def _grammar(self, req: GenerationRequest) -> Any:
         from llama_cpp import LlamaGrammar
@@ -174,6 +186,10 @@ class GGUFBackend(TextBackend):
         }
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> Completion:
+        with self._use:
+            return self._generate(req, cancel)
+
+    def _generate(self, req: GenerationRequest, cancel: threading.Event) -> Completion:
         counter = [0]
         args = self._arguments(req, cancel, counter)
         try:
@@ -196,6 +212,10 @@ class GGUFBackend(TextBackend):
         )
 
     def stream(self, req: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
+        with self._use:
+            yield from self._stream(req, cancel)
+
+    def _stream(self, req: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
         counter = [0]
         args = self._arguments(req, cancel, counter)
         finish: str = "stop"
