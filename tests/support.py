@@ -148,9 +148,10 @@ class LiveServer:
 # -- model output: compared with margins, never word for word --------------------------------------
 # Speech and OCR models decode differently on different CPUs (SIMD kernels change greedy decoding),
 # so a test compares their output with the text that was spoken or printed, within a bound.
-SPEECH_MAX_WER = 0.25  # espeak's robotic voice through Whisper tiny: a pessimistic bound
-PIPELINE_MAX_WER = 0.35  # tests of the job plumbing around speech: wider still, any CPU, any codec
+SPEECH_MAX_WER = 0.35  # espeak's robotic voice through Whisper tiny: a pessimistic bound
+PIPELINE_MAX_WER = 0.5  # tests of the job plumbing around speech: wider still, any CPU, any codec
 OCR_MAX_CER = 0.1  # Tesseract on clean rendered lines
+PAGE_MAX_WER = 0.6  # the web page shows what the service heard; speech quality has its own tests
 
 
 def normalized(text: str) -> str:

@@ -117,7 +117,9 @@ def _route_docs() -> dict[tuple[str, str], RouteDoc]:
                 415: ("NOT_AUDIO",),
                 422: ("FILE_REQUIRED", "CORRUPT_AUDIO", "AUDIO_TOO_LONG"),
                 503: ("SPEECH_UNAVAILABLE", "AUDIO_UNAVAILABLE"),
-            }
+            },
+            responses={202: {"description": "Audio longer than the inline limit, or `background=true`: a job "
+                             "(`job_id`, its `events` URL, `Location` header) whose result is the transcript"}},
         ),
         ("POST", "/scrub_phi"): RouteDoc(errors={503: ("PHI_UNAVAILABLE",)}),
         ("POST", "/scrub_phi/reidentify"): RouteDoc(errors={404: ("PHI_MAPPING_NOT_FOUND",)}),
