@@ -115,6 +115,9 @@ def build(dev_path: Path, out_dir: Path) -> dict[str, Any]:
             "training_documents": len(train_docs),
         }
         (best / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), "utf-8")
+        # The string table is not shipped: the model hashes each token's text at run time, so the
+        # table would only carry the training tokens (among them the development notes' surrogates).
+        (best / "vocab" / "strings.json").write_text("[]", "utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.copytree(best, out_dir)
