@@ -8,6 +8,8 @@ and honours cancellation, so a 300-page scan can be stopped after any page.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.agents.text.result import DocumentKind, DocumentSection, ExtractedDocument, TextAssembler
+from ai_med_extract.errors import Unprocessable
 
 Runner = Callable[..., Awaitable[Any]]
 """``await run(fn, *args)`` runs ``fn`` off the event loop (``JobContext.run_blocking``)."""
@@ -88,3 +91,11 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
         """Append the document's segments to ``out`` unit by unit, yielding after each."""
+
+
+def decode_base64(encoded: str) -> bytes:
+    """An attachment's base64 text (whitespace allowed) as bytes; 422 ``ATTACHMENT_INVALID`` if it is not."""
+    try:
+        return base64.b64decode("".join(encoded.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise Unprocessable("an attachment is not valid base64", code="ATTACHMENT_INVALID") from None

@@ -15,8 +15,6 @@ before anything is expanded), ``CORRUPT_XML`` (422, not well-formed or not a Cli
 
 from __future__ import annotations
 
-import base64
-import binascii
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from ai_med_extract.agents.text.base import (
     Source,
     Step,
     add_document,
+    decode_base64,
 )
 from ai_med_extract.agents.text.result import DocumentKind, DocumentSection, Method, SegmentKind
 from ai_med_extract.config import ExtractionSettings
@@ -401,10 +400,7 @@ def _non_xml(body: ET.Element, max_bytes: int) -> Iterator[tuple[str | None, byt
         if len(raw) * 3 // 4 > max_bytes:
             raise Unprocessable("an attachment is larger than allowed", code="ATTACHMENT_TOO_LARGE",
                                 details={"max_bytes": max_bytes})
-        try:
-            yield content.get("mediaType"), base64.b64decode("".join(raw.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise Unprocessable("an attachment is not valid base64", code="ATTACHMENT_INVALID") from None
+        yield content.get("mediaType"), decode_base64(raw)
     elif raw.strip():
         yield content.get("mediaType") or "text/plain", raw.encode("utf-8")
 

@@ -12,8 +12,6 @@ attachments together exceed the upload limit), ``TOO_MANY_ATTACHMENTS``, ``CONTA
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from ai_med_extract.agents.text.base import (
     Source,
     Step,
     add_document,
+    decode_base64,
 )
 from ai_med_extract.agents.text.plain import decode_text
 from ai_med_extract.agents.text.result import DocumentKind, Method, SegmentKind
@@ -101,10 +100,7 @@ def _decode(encoded: str, budget: list[int], max_bytes: int) -> bytes:
         raise Unprocessable(
             "the attachments are larger than allowed", code="ATTACHMENT_TOO_LARGE", details={"max_bytes": max_bytes}
         )
-    try:
-        data = base64.b64decode("".join(encoded.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise Unprocessable("an attachment is not valid base64", code="ATTACHMENT_INVALID") from None
+    data = decode_base64(encoded)
     budget[0] -= len(data)
     return data
 
