@@ -181,3 +181,40 @@ def test_ndjson_export_has_one_resource_per_line_with_local_references(bundle: d
     for line in files["Condition"]:
         resource = json.loads(line)
         assert "\n" not in line and resource["subject"] == {"reference": f"Patient/{patient_id}"}
+
+
+@pytest.mark.parametrize("line", [
+    "Procedures: dialysis 2024-01-02 to 2024-01-09.",
+    "Procedures: dialysis from 01/02/2024 through 01/09/2024.",
+    "Procedures: dialysis 01/02/2024 - 01/09/2024.",
+])
+def test_a_procedure_with_a_start_and_an_end_date_is_performed_over_a_period(
+    extractor: MedicalExtractor, line: str
+) -> None:
+    extraction = extractor.extract(line)
+    [procedure] = extraction.procedures
+    assert (procedure.date, procedure.end_date) == ("2024-01-02", "2024-01-09")
+    bundle = to_fhir_bundle(extraction)  # validated against R4 4.0.1
+    [resource] = resources(bundle, "Procedure")
+    assert resource["performedPeriod"] == {"start": "2024-01-02", "end": "2024-01-09"}
+    assert "performedDateTime" not in resource and "performedString" not in resource
+
+
+@pytest.mark.parametrize(("line", "performed"), [
+    ("Procedures: dialysis 2024-01-09 to 2024-01-02.", "2024-01-09"),  # an end before the start is no period
+    ("Procedures: dialysis 2024-01-02 and 2024-01-09.", "2024-01-02"),  # two sessions, not a range
+])
+def test_a_procedure_without_a_period_keeps_one_performed_date(
+    extractor: MedicalExtractor, line: str, performed: str
+) -> None:
+    [resource] = resources(to_fhir_bundle(extractor.extract(line)), "Procedure")
+    assert resource["performedDateTime"] == performed and "performedPeriod" not in resource
+
+
+def test_r4_refuses_a_procedure_performed_both_at_a_time_and_over_a_period(extractor: MedicalExtractor) -> None:
+    data = bundle_dict(extractor.extract("Procedures: dialysis 2024-01-02 to 2024-01-09."))
+    procedure = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Procedure")
+    validate_r4(data)
+    procedure["performedDateTime"] = "2024-01-02"  # performed[x] is a choice: one of them only
+    with pytest.raises(FhirInvalid):
+        validate_r4(data)

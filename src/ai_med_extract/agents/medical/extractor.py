@@ -243,7 +243,7 @@ class MedicalExtractor:
         return Problem(**base, name=c.name, codes=codes)
 
     def _build_procedure(self, c: Candidate, base: dict[str, Any]) -> Procedure:
-        return Procedure(**base, name=c.name, date=c.data.get("date"))
+        return Procedure(**base, name=c.name, date=c.data.get("date"), end_date=c.data.get("end_date"))
 
     def _build_medication(self, c: Candidate, base: dict[str, Any]) -> Medication:
         sig = c.data.get("sig")

@@ -6,7 +6,8 @@ choice types offline. (``fhir.resources`` 7 and later ship only R4B and R5; its 
 needs pydantic 1.) Terminology bindings and invariants that validator does not evaluate are kept by
 construction here: status codes come from the R4 value sets, vital signs carry the base profile and
 the R4 vital-signs profile of their kind, every Observation has ``effective[x]`` (the date written on
-its line, else a ``data-absent-reason`` of ``unknown``), procedure dates are ``performedDateTime``,
+its line, else a ``data-absent-reason`` of ``unknown``), procedure dates are ``performedDateTime``
+(``performedPeriod`` when the text gives a start and an end),
 every Quantity code is checked as UCUM with ``ucumvert`` (else the unit stays text only), and "no
 known allergies" is an AllergyIntolerance coded in SNOMED CT as FHIR's value set names it.
 
@@ -315,8 +316,10 @@ def _procedure(p: Procedure, subject: dict[str, str], rid: str) -> dict[str, Any
         "code": _concept(p, p.name),
         "subject": subject,
     }
-    performed = _fhir_date(p.date)
-    if performed:
+    performed, ended = _fhir_date(p.date), _fhir_date(p.end_date)
+    if performed and ended:
+        resource["performedPeriod"] = {"start": performed, "end": ended}
+    elif performed:
         resource["performedDateTime"] = performed
     return resource
 

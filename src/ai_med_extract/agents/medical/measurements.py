@@ -170,19 +170,35 @@ def first_date(text: str, *, min_precision: Precision = "day", reference: date |
 
 
 _YEAR_CUE = re.compile(r"(?:in|on|at|of|from|dated?)?")
+# what stands between the two dates of a period: "03/01/2020 to 03/05/2020", "2019-05-01 - 2019-05-03"
+_PERIOD_JOIN = re.compile(r"\s*(?:-|–|—|to|through|thru|until|till)\s*", re.IGNORECASE)
 
 
 def procedure_date(tail: str, *, reference: date | None = None) -> str | None:
     """The date written right after a procedure name: any date to the month ("colonoscopy March
     2019"), or a year alone when nothing but a cue word stands before it ("CABG in 1998")."""
 
+    return procedure_dates(tail, reference=reference)[0]
+
+
+def procedure_dates(tail: str, *, reference: date | None = None) -> tuple[str | None, str | None]:
+    """(start, end) written after a procedure name: the date of :func:`procedure_date`, and the end
+    of a period when a second date follows it joined by "to", "through", "until" or a dash and is not
+    before it ("dialysis 2024-01-02 to 2024-01-09"); else (date, None)."""
+
     found = find_dates(tail, reference=reference)
-    precise = next((d for d in found if d.precision != "year"), None)
-    if precise is not None:
-        return precise.iso()
-    if found and _YEAR_CUE.fullmatch(tail[: found[0].start].strip()):
-        return found[0].iso()
-    return None
+    at = next((i for i, d in enumerate(found) if d.precision != "year"), None)
+    if at is None:
+        if not (found and _YEAR_CUE.fullmatch(tail[: found[0].start].strip())):
+            return None, None
+        at = 0
+    start = found[at].iso()
+    if at + 1 < len(found):
+        following = found[at + 1]
+        end = following.iso()
+        if _PERIOD_JOIN.fullmatch(tail[found[at].end : following.start]) and end[: len(start)] >= start[: len(end)]:
+            return start, end
+    return start, None
 
 
 def normalise_lab_unit(raw: str | None) -> str | None:

@@ -218,9 +218,11 @@ class RuleDetectors:
         for s, e, t in self._terms(text, self._procedure_re):
             c = Candidate("procedure", s, e, "lexicon:procedures", t.canonical)
             tail = re.split(r"[.;,]\s|\n", text[e : e + 40], maxsplit=1)[0]
-            date = ms.procedure_date(tail)
+            date, end = ms.procedure_dates(tail)
             if date:
                 c.data["date"] = date
+            if end:
+                c.data["end_date"] = end
             found.append(c)
         return _longest_first(found)
 

@@ -61,7 +61,8 @@ class Problem(Item):
 
 class Procedure(Item):
     name: str
-    date: str | None = None
+    date: str | None = Field(None, description="ISO date it was done, or the start of its period")
+    end_date: str | None = Field(None, description="ISO date its period ended, when the text gives one")
 
 
 class Medication(Item):
