@@ -1,8 +1,9 @@
 """The de-identified view of stored results: what a caller without identified access may read.
 
 An upload document keeps its de-identified text (``phi.text``), its structure (segments and offsets,
-metadata, PHI span labels) and its structured medical data; the extracted text (``text``), which holds
-the names and identifiers, is left out. A summary keeps only what was generated with ``deidentify``;
+metadata, PHI span labels) and its structured medical data when that was read from the de-identified
+text (its offsets then index ``phi.text``); the extracted text (``text``), which holds the names and
+identifiers, is left out, and so is whatever indexes it. A summary keeps only what was generated with ``deidentify``;
 SOAP notes and identified summaries are withheld whole, and so are their streamed tokens.
 """
 
@@ -22,7 +23,19 @@ def summary_is_deidentified(kind: str, options: dict[str, Any] | None) -> bool:
 
 
 def deidentified_document(doc: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in doc.items() if key != "text"}
+    """The document without its extracted text. What stays points into what stays: medical findings
+    (and their bundle) carry offsets and words of the text extraction read, so they are kept when that
+    was the de-identified copy (``medical.source == "phi.text"``) and withheld, counts aside, when it
+    was the identified text; the structured entries of a C-CDA (offsets into the identified text,
+    carried again, re-grounded, in ``medical``) are left out of ``extraction``."""
+    out = {key: value for key, value in doc.items() if key != "text"}
+    medical = out.get("medical")
+    if isinstance(medical, dict) and medical.get("source") != "phi.text":
+        out["medical"] = {"withheld": WITHHELD, "source": medical.get("source"), "counts": medical.get("counts")}
+    extraction = out.get("extraction")
+    if isinstance(extraction, dict) and "structured" in extraction:
+        out["extraction"] = {key: value for key, value in extraction.items() if key != "structured"}
+    return out
 
 
 def deidentified_result(kind: str, options: dict[str, Any] | None, result: dict[str, Any] | None) -> dict[str, Any] | None:
