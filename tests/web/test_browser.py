@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from typing import Any
 
 import pytest
@@ -280,3 +281,168 @@ def test_identifier_highlights_line_up_with_the_scrubbed_text_for_every_operator
                                                  {"start": 4, "end": 9, "label": "NAME"}]],
         )
         assert [seg["text"] for seg in adjacent] == ["[NAME]", "[NAME]", " x"]
+
+
+# -- grounding: every finding and every summary citation opens its source ----------------------------
+GROUNDED_NOTE = "\n".join([
+    "Clinic note 03/14/2024",
+    "Patient: John Smith   MRN: 4829173",
+    "History: type 2 diabetes mellitus and hypertension.",
+    "Medications: metformin 500 mg PO BID; lisinopril 10 mg daily.",
+    "Allergies: penicillin (rash).",
+    "Vitals: BP 142/88, HR 76.",
+    "",
+])
+
+
+def upload_text(page: Any, name: str, text: str) -> None:
+    page.get_by_label(re.compile("choose files", re.I)).set_input_files(
+        files=[{"name": name, "mimeType": "text/plain", "buffer": text.encode()}]
+    )
+    page.get_by_label("Summary model").select_option("template")
+    process_and_wait(page)
+
+
+def finding_rows(page: Any) -> dict[str, Any]:
+    """Medical table rows by the finding's name (the button in the row header)."""
+    rows = page.locator("#medical-table tbody tr")
+    return {rows.nth(i).locator("th").inner_text(): rows.nth(i) for i in range(rows.count())}
+
+
+def highlighted(page: Any) -> str:
+    mark = page.locator("#source-text mark.grounding")
+    assert mark.count() == 1
+    # scrolled to: the mark lies inside the visible part of the document text and of the window
+    inside = mark.evaluate(
+        """(m) => {
+            const r = m.getBoundingClientRect(), box = m.closest("pre").getBoundingClientRect();
+            return r.top >= box.top - 1 && r.bottom <= box.bottom + 1 && r.top >= 0 && r.bottom <= innerHeight;
+        }"""
+    )
+    assert inside, "the highlighted span was scrolled into view"
+    return str(mark.inner_text())
+
+
+def test_a_finding_opens_its_span_highlighted_in_the_document(live_server: Any, page: Any, shot: Any) -> None:
+    with live_server(phi={"ner": False}) as server:
+        open_page(page, server.url)
+        upload_text(page, "clinic-note.txt", GROUNDED_NOTE + "Plan: recheck.\n" * 60)  # long: the span must scroll
+        open_tab(page, "Medical data")
+        rows = finding_rows(page)
+        assert {"metformin", "lisinopril", "hypertension"} <= set(rows), list(rows)
+        for name, row in rows.items():  # every finding, in table order
+            written = row.locator("td").nth(1).inner_text()  # "As written"
+            row.locator("th button").click()
+            assert highlighted(page) == written, name
+            assert page.locator("#source-mark").evaluate("m => m === document.activeElement")
+            assert "de-identified text" in page.locator("#source-meta").inner_text()
+        last = list(rows.values())[-1].locator("th button")
+        rows["metformin"].locator("th button").click()
+        shot(page, "source-1-finding")
+        # The text the span sits in is the one this caller was given, identifiers scrubbed.
+        source = page.locator("#source-text").inner_text()
+        assert source == page.locator("#phi-output").inner_text() and "John Smith" not in source
+        last.click()
+        page.get_by_role("button", name="Close").click()
+        assert page.locator("#source-panel").is_hidden()
+        assert last.evaluate("b => b === document.activeElement"), "focus goes back to the finding"
+    assert page.console_errors == [], page.console_errors
+
+
+def test_a_summary_citation_opens_the_fhir_resource_and_the_span_it_rests_on(
+    live_server: Any, page: Any, shot: Any
+) -> None:
+    with live_server(phi={"ner": False}) as server:
+        open_page(page, server.url)
+        upload_text(page, "clinic-note.txt", GROUNDED_NOTE)
+        open_tab(page, "Medical data")
+        written = {name: row.locator("td").nth(1).inner_text() for name, row in finding_rows(page).items()}
+        open_tab(page, "Patient summary")
+        wait_for_summary(page)
+        citations = page.locator("#summary-output button.cite")
+        assert citations.count() >= 3, page.locator("#summary-output").inner_text()
+        checked = []
+        for i in range(citations.count()):
+            button = citations.nth(i)
+            fact = button.inner_text()
+            assert re.fullmatch(r"F\d+", fact)
+            button.click()
+            title = page.locator("#source-title").inner_text()
+            assert title.startswith(f"{fact}: ")
+            resource = page.locator("#source-resource")
+            assert resource.is_visible(), title  # the facts of an upload come from its FHIR bundle
+            assert '"resourceType"' in resource.inner_text()
+            label = re.sub(r" \(\d{4}-\d\d-\d\d\)$", "", title.split(": ", 1)[1])
+            if label in written:  # a condition, drug or allergy named as the finding is
+                assert highlighted(page) == written[label], title
+                checked.append(label)
+        assert {"metformin", "hypertension"} & set(checked), checked
+        shot(page, "source-2-citation")
+    assert page.console_errors == [], page.console_errors
+
+
+HOSTILE = "\n".join([
+    "History: hypertension. <img src=x onerror=\"document.body.dataset.pwned='img'\">",
+    "Medications: metformin 500 mg daily <script>document.body.dataset.pwned='script'</script>.",
+    "Note: <b onmouseover=\"document.body.dataset.pwned='b'\">bold</b> <iframe src=\"javascript:1\"></iframe>",
+    "",
+])
+
+
+def test_a_hostile_document_is_shown_as_text_and_runs_nothing(live_server: Any, page: Any) -> None:
+    with live_server(phi={"ner": False}) as server:
+        open_page(page, server.url)
+        upload_text(page, "hostile.txt", HOSTILE)
+        assert "<img src=x onerror=" in page.locator("#text-output").inner_text()
+        open_tab(page, "Medical data")
+        page.get_by_role("button", name="metformin", exact=True).click()
+        assert "<script>" in page.locator("#source-text").inner_text()
+        open_tab(page, "Patient summary")
+        wait_for_summary(page)
+        citations = page.locator("#summary-output button.cite")
+        for i in range(citations.count()):
+            citations.nth(i).click()
+        page.locator("#source-text").hover()
+        injected = page.locator("main img, main script, main iframe, main b, #source-text *:not(mark)")
+        assert injected.count() == 0
+        assert page.evaluate("() => document.body.dataset.pwned") is None
+    assert page.console_errors == [], page.console_errors
+
+
+def test_a_reader_opens_earlier_results_and_sees_findings_in_the_de_identified_text(
+    live_server: Any, page: Any, shot: Any
+) -> None:
+    import httpx
+
+    with live_server(security={"auth_enabled": True}, phi={"ner": False}) as server:
+        clinician = create_api_key(server.app.state.settings, "clinician")
+        reader = create_api_key(server.app.state.settings, "reader")
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": clinician}, timeout=60) as api:
+            created = api.post("/upload", files={"files": ("note.txt", GROUNDED_NOTE.encode(), "text/plain")})
+            assert created.status_code == 202, created.text
+            job_id = created.json()["job_id"]
+            for _ in range(1200):
+                status = api.get(f"/job/{job_id}").json()["status"]
+                if status in ("completed", "failed", "cancelled"):
+                    break
+                time.sleep(0.1)
+            assert status == "completed", status
+        open_page(page, server.url)
+        page.get_by_label("API key", exact=True).fill(reader)
+        page.get_by_role("button", name="Use key").click()
+        page.wait_for_function("() => document.getElementById('auth-status').textContent.includes('Key accepted')")
+        page.get_by_label("Upload job id").fill(job_id)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#results-panel:not([hidden])")
+        assert page.locator("#error-box").is_hidden(), page.locator("#error-box").inner_text()
+        assert "withheld" in page.locator("#text-output").inner_text()
+        open_tab(page, "Medical data")
+        row = finding_rows(page)["metformin"]
+        written = row.locator("td").nth(1).inner_text()
+        row.get_by_role("button", name="metformin", exact=True).click()
+        assert highlighted(page) == written
+        source = page.locator("#source-text").inner_text()
+        assert "John Smith" not in source and "4829173" not in source
+        shot(page, "source-3-reader")
+    assert reader not in page.content() and "John Smith" not in page.content()
+    assert page.console_errors == [], page.console_errors

@@ -474,6 +474,27 @@
     }
   }
 
+  // Results of an earlier upload, by job id, in the view this key gets (readers: de-identified).
+  async function openJob(e) {
+    e.preventDefault();
+    clearError();
+    const id = $("job-id").value.trim();
+    if (!id) return;
+    try {
+      const job = await (await api(`/job/${encodeURIComponent(id)}`)).json();
+      if (job.kind !== "upload") throw new ApiError(0, "NOT_AN_UPLOAD_JOB", "this job is not an upload");
+      if (job.status !== "completed" || !job.result) {
+        throw new ApiError(0, "JOB_NOT_COMPLETED", `the job is ${job.status}, not completed`);
+      }
+      state.jobId = job.job_id;
+      state.summary = null;
+      $("progress-panel").hidden = true;
+      showResults(job.result, []);
+    } catch (err) {
+      showError("The results could not be opened.", err);
+    }
+  }
+
   // Follow a job's event stream until its terminal event; returns {event, data}.
   async function follow(jobId, signal, onEvent) {
     for await (const event of events(`/job/${encodeURIComponent(jobId)}/events`, signal)) {
@@ -506,6 +527,7 @@
     $("document-picker").hidden = docs.length < 2;
     state.docIndex = 0;
     $("results-panel").hidden = false;
+    $("source-panel").hidden = true;
     renderDocument();
     selectTab($("tab-text"), false);
     $("results-title").focus();
@@ -525,7 +547,9 @@
   }
 
   function renderText(doc) {
-    $("text-output").textContent = doc.text || "(no text was found in this document)";
+    $("text-output").textContent = typeof doc.text === "string"
+      ? doc.text || "(no text was found in this document)"
+      : "The extracted text is withheld from this key's view; the de-identified text is in its own tab.";
     const info = { ...(doc.extraction || {}), ...((doc.extraction && doc.extraction.metadata) || {}) };
     const parts = [];
     const add = (label, value) => { if (value !== undefined && value !== null && value !== "") parts.push(`${label}: ${value}`); };
@@ -690,9 +714,11 @@
     const medical = doc.medical;
     const rows = medicalItems(medical);
     const negated = rows.filter((r) => itemFlags(r.item).includes("negated")).length;
-    $("medical-meta").textContent = medical
-      ? `${rows.length} finding(s), ${negated} negated${medical.mode ? ` · extracted by ${medical.mode}` : ""}`
-      : "Medical data extraction did not run for this document.";
+    $("medical-meta").textContent = medical && medical.withheld
+      ? "The findings were read from the identified text, which this key may not see; they are withheld."
+      : medical
+        ? `${rows.length} finding(s), ${negated} negated${medical.mode ? ` · extracted by ${medical.mode}` : ""}`
+        : "Medical data extraction did not run for this document.";
     for (const { type, item } of rows) {
       const tr = document.createElement("tr");
       const flags = itemFlags(item);
@@ -702,7 +728,15 @@
       cells.forEach((value, i) => {
         const td = document.createElement(i === 1 ? "th" : "td");
         if (i === 1) td.scope = "row";
-        if (value === null) {
+        if (i === 1) {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "link-button";
+          button.textContent = value;
+          button.title = "Show where this was found";
+          button.addEventListener("click", () => openFinding(state.docIndex, item, type, button));
+          td.append(button);
+        } else if (value === null) {
           if (!flags.length) {
             td.textContent = "affirmed";
           }
@@ -719,7 +753,7 @@
       });
       body.append(tr);
     }
-    if (medical && !rows.length) {
+    if (medical && !medical.withheld && !rows.length) {
       const tr = document.createElement("tr");
       const td = document.createElement("td");
       td.colSpan = 6;
@@ -787,9 +821,144 @@
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
 
+  // ---------------------------------------------------------------- grounding: where a finding or cited fact came from
+  // Findings carry offsets into the text medical extraction read (``medical.source``: the de-identified
+  // copy when scrubbing ran); resources of the document's bundle carry the same offsets in an extension.
+  // (the extension's URL is matched by its path: the page names no host)
+  const GROUNDING_PATH = "/fhir/StructureDefinition/source-span";
+
+  function textAt(doc, key) {
+    const value = key === "phi.text" ? doc.phi && doc.phi.text : doc.text;
+    if (typeof value !== "string") return null;
+    return { text: value, name: key === "phi.text" ? "de-identified text" : "extracted text" };
+  }
+
+  // The text a document's findings (and its bundle's resources) index, as this caller is given it.
+  function findingsText(doc) {
+    const medical = doc.medical || {};
+    return textAt(doc, medical.source === "text" ? "text" : "phi.text");
+  }
+
+  // The text a summary read from a document without a bundle (the scrubbed copy when there is one).
+  function summaryText(doc) {
+    return textAt(doc, "phi.text") || textAt(doc, "text");
+  }
+
+  function groundingSpan(resource) {
+    const ext = (resource.extension || []).find((e) => String(e.url || "").endsWith(GROUNDING_PATH));
+    if (!ext) return null;
+    const value = (name) => ((ext.extension || []).find((e) => e.url === name) || {}).valueInteger;
+    return { start: value("start"), end: value("end") };
+  }
+
+  // A resource of a bundle by reference: "Type/id" or "entry[n]".
+  function findResource(bundle, ref) {
+    const entries = bundle && Array.isArray(bundle.entry) ? bundle.entry : [];
+    const position = /^entry\[(\d+)\]$/.exec(ref);
+    if (position) return (entries[Number(position[1])] || {}).resource || null;
+    const [type, id] = ref.split("/");
+    const found = entries.find((e) => e.resource && e.resource.resourceType === type && e.resource.id === id);
+    return found ? found.resource : null;
+  }
+
+  // "From document 2." when the upload had several documents.
+  function fromDocument(index) {
+    const docs = (state.result && state.result.documents) || [];
+    return docs.length > 1 ? `From document ${index + 1}.` : "";
+  }
+
+  // Show a source: the text with [start, end) highlighted and scrolled to, and/or a FHIR resource.
+  function showSource({ title, text, start, end, resource, note, trigger }) {
+    const panel = $("source-panel");
+    const pre = $("source-text");
+    pre.replaceChildren();
+    const placed = text && Number.isInteger(start) && Number.isInteger(end) &&
+      start >= 0 && start < end && end <= text.text.length;
+    let mark = null;
+    if (placed) {
+      mark = document.createElement("mark");
+      mark.className = "grounding";
+      mark.id = "source-mark";
+      mark.tabIndex = -1;
+      mark.textContent = text.text.slice(start, end);
+      pre.append(text.text.slice(0, start), mark, text.text.slice(end));
+    }
+    pre.hidden = !placed;
+    $("source-title").textContent = title;
+    const where = placed ? `Characters ${start}–${end} of the ${text.name}.` : "";
+    $("source-meta").textContent = [where, note || ""].filter(Boolean).join(" ") ||
+      "Where this came from is not in the results this key can see.";
+    $("source-resource").textContent = resource ? JSON.stringify(resource, null, 2) : "";
+    $("source-resource").hidden = !resource;
+    $("source-resource-title").hidden = !resource;
+    panel.hidden = false;
+    state.sourceTrigger = trigger || null;
+    const target = mark || (resource ? $("source-resource") : panel);
+    target.scrollIntoView({ block: "center" });
+    if (mark) mark.focus({ preventScroll: true });
+  }
+
+  function openFinding(index, item, type, trigger) {
+    const doc = ((state.result && state.result.documents) || [])[index] || {};
+    const name = item.name || item.substance || item.text || "finding";
+    showSource({
+      title: `${type}: ${name}`,
+      text: findingsText(doc),
+      start: item.start,
+      end: item.end,
+      note: [fromDocument(index), item.source_path ? `Structured entry: ${item.source_path}.` : ""]
+        .filter(Boolean).join(" "),
+      trigger,
+    });
+  }
+
+  // A summary citation: the fact's source path says which document, and which resource or span.
+  function openCitation(id, trigger) {
+    const fact = (summaryState().facts || []).find((f) => f.id === id);
+    if (!fact) {
+      showSource({ title: `Fact ${id}`, note: "This fact is not among the summary's cited facts.", trigger });
+      return;
+    }
+    const title = `${id}: ${fact.label}${fact.date ? ` (${fact.date})` : ""}`;
+    const source = fact.source || {};
+    const path = String(source.path || "");
+    const found = /^documents\[(\d+)\](?:\.fhir:(.+))?$/.exec(path);
+    const docs = (state.result && state.result.documents) || [];
+    const doc = found ? docs[Number(found[1])] : null;
+    if (!doc) {
+      showSource({ title, note: `Source: ${path || "not given"}.`, trigger });
+      return;
+    }
+    const from = fromDocument(Number(found[1]));
+    if (found[2] === undefined) {
+      const span = Array.isArray(source.span) ? source.span : [];
+      showSource({ title, text: summaryText(doc), start: span[0], end: span[1], note: from, trigger });
+      return;
+    }
+    const ref = found[2].replace(/\.component\[\d+\]$/, "");
+    const resource = findResource(fhirOf(doc), ref);
+    const span = resource ? groundingSpan(resource) : null;
+    showSource({
+      title,
+      text: span ? findingsText(doc) : null,
+      start: span ? span.start : undefined,
+      end: span ? span.end : undefined,
+      resource,
+      note: [from, `FHIR resource ${ref}${resource ? "" : " (not in this document's bundle)"}.`].filter(Boolean).join(" "),
+      trigger,
+    });
+  }
+
+  function closeSource() {
+    $("source-panel").hidden = true;
+    const trigger = state.sourceTrigger;
+    state.sourceTrigger = null;
+    if (trigger && trigger.isConnected) trigger.focus();
+  }
+
   // ---------------------------------------------------------------- patient summary
   function summaryState() {
-    if (!state.summary) state.summary = { status: "idle", sections: [], markdown: null, note: "", tokenEvents: 0 };
+    if (!state.summary) state.summary = { status: "idle", sections: [], markdown: null, facts: [], note: "", tokenEvents: 0 };
     return state.summary;
   }
 
@@ -826,8 +995,33 @@
           b.textContent = part.slice(2, -2);
           el.append(b);
         } else if (part) {
-          el.append(part);
+          cite(el, part);
         }
+      });
+    };
+    // "[F1, F2]" after a statement: each fact id becomes a button that opens its source.
+    const cite = (el, text) => {
+      text.split(/(\[F\d+(?:,\s*F\d+)*(?:,\s*\.\.\.)?\])/).forEach((part) => {
+        if (!/^\[F\d+/.test(part)) {
+          if (part) el.append(part);
+          return;
+        }
+        el.append("[");
+        part.slice(1, -1).split(/,\s*/).forEach((id, i) => {
+          if (i) el.append(", ");
+          if (!/^F\d+$/.test(id)) {
+            el.append(id);
+            return;
+          }
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "cite";
+          button.textContent = id;
+          button.setAttribute("aria-label", `${id}: show the source`);
+          button.addEventListener("click", () => openCitation(id, button));
+          el.append(button);
+        });
+        el.append("]");
       });
     };
     for (const raw of markdown.split("\n")) {
@@ -861,7 +1055,7 @@
   async function startSummary() {
     const s = summaryState();
     if (s.status === "running" || !state.jobId) return;
-    Object.assign(s, { status: "running", sections: [], markdown: null, note: "Starting…", tokenEvents: 0 });
+    Object.assign(s, { status: "running", sections: [], markdown: null, facts: [], note: "Starting…", tokenEvents: 0 });
     renderSummary();
     const model = $("model-select").value;
     const update = () => { if (state.summary === s) renderSummary(); };
@@ -892,6 +1086,7 @@
       const job = await (await api(`/job/${encodeURIComponent(created.job_id)}`)).json();
       const summary = job.result && job.result.summary;
       s.markdown = summary && summary.markdown ? summary.markdown : null;
+      s.facts = (summary && Array.isArray(summary.facts)) ? summary.facts : [];
       const gen = (summary && summary.generation) || {};
       s.note = `Done${gen.model ? ` · model ${gen.model}` : ""}${summary && summary.cached ? " · from cache" : ""}.`;
       s.status = "done";
@@ -932,6 +1127,7 @@
     setupDropZone();
     setupTabs();
     $("upload-form").addEventListener("submit", startUpload);
+    $("open-form").addEventListener("submit", openJob);
     $("cancel-button").addEventListener("click", cancelJob);
     $("document-select").addEventListener("change", (e) => {
       state.docIndex = Number(e.target.value) || 0;
@@ -940,6 +1136,7 @@
     $("fhir-download").addEventListener("click", downloadFhir);
     $("fhir-build").addEventListener("click", buildFhir);
     $("summary-button").addEventListener("click", startSummary);
+    $("source-close").addEventListener("click", closeSource);
     const authorised = await setupAuth();
     if (authorised) await loadModels();
     document.body.dataset.ready = "true";
