@@ -157,7 +157,10 @@ class SecuritySettings(BaseModel):
         description="Master secrets replaced by AME_SECURITY__SECRET_KEY: data made under them still "
         "verifies (audit rows, checkpoints, API keys until their next use); nothing new is made with them.",
     )
-    keys: PurposeKeySettings = Field(default_factory=PurposeKeySettings)
+    keys: PurposeKeySettings = Field(
+        default_factory=PurposeKeySettings,
+        description="Per-purpose keys instead of keys derived from secret_key (AME_SECURITY__KEYS__API_KEYS, ...)",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins")
     hsts: bool = Field(True, description="Send Strict-Transport-Security")
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
@@ -260,6 +263,12 @@ class ExtractionSettings(BaseModel):
         1, ge=1, le=64, description="Processes that OCR / read PDF pages at the same time (1: in the job's thread)"
     )
     page_batch: int = Field(4, ge=1, le=100, description="Pages handed to a page worker as one task")
+    parse_timeout_s: float = Field(
+        600.0, ge=1, le=3600,
+        description="Longest the parsing of one document may take (PDF text and OCR of its pages, DOCX, "
+        "ODT, .doc, RTF, C-CDA and FHIR with their attachments). It runs in a parsing process that is "
+        "killed past this, failing the document with EXTRACTION_TIMEOUT. Keep it below jobs.timeout_s.",
+    )
     max_audio_seconds: float = Field(300.0, gt=0, description="Longest accepted audio")
     audio_chunk_s: float = Field(30.0, ge=5, le=30, description="Audio is transcribed in chunks this long")
     audio_decode_timeout_s: float = Field(120.0, gt=0, description="Longest ffmpeg may take to decode audio")

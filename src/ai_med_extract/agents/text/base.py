@@ -29,6 +29,7 @@ class Source:
     media_type: str
     password: str | None = None
     depth: int = 0  # how deep inside container documents (FHIR, C-CDA attachments) this one sits
+    deadline: float | None = None  # time.monotonic() past which parsing this document is killed
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,8 @@ class ExtractionOutput:
 
 
 Nested = Callable[[bytes, int, "Runner"], Awaitable[ExtractedDocument]]
-"""``await nested(data, depth, run)``: extract an attachment as a document of its own type."""
+"""``await nested(data, depth, run)``: extract an attachment as a document of its own type (within
+the containing document's deadline, which ``run`` carries)."""
 
 
 def add_document(out: ExtractionOutput, document: ExtractedDocument) -> None:
@@ -79,6 +81,10 @@ def add_document(out: ExtractionOutput, document: ExtractedDocument) -> None:
 class Extractor(ABC):
     kind: ClassVar[DocumentKind]
     name: ClassVar[str]
+    # True: every ``run`` call parses the file with a library a hostile file can hold (pypdf, lxml,
+    # striprtf, a converter), so the agent runs them in a parsing process under the document's
+    # deadline (their functions and arguments must be picklable).
+    isolated: ClassVar[bool] = False
 
     def is_available(self) -> bool:
         """False when a binary or library this extractor needs is missing."""
