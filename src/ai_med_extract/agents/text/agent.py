@@ -27,7 +27,7 @@ from ai_med_extract.agents.text.fhir_document import FhirDocumentExtractor, too_
 from ai_med_extract.agents.text.image import ImageExtractor
 from ai_med_extract.agents.text.ocr import OcrEngine
 from ai_med_extract.agents.text.odt import OdtExtractor
-from ai_med_extract.agents.text.pages import ParseProcesses, ParseRunner, page_runner
+from ai_med_extract.agents.text.pages import Deadline, ParseProcesses, ParseRunner, page_runner
 from ai_med_extract.agents.text.pdf import PdfExtractor
 from ai_med_extract.agents.text.plain import PlainTextExtractor
 from ai_med_extract.agents.text.result import (
@@ -127,7 +127,7 @@ class TextExtractionAgent:
         if isinstance(run, ParseRunner):  # an attachment: within its container's deadline
             deadline, run = run.deadline, run.fallback
         else:
-            deadline = time.monotonic() + self.settings.parse_timeout_s
+            deadline = Deadline(self.settings.parse_timeout_s)
         detected: Detected = await run(detect, data)
         extractor = self._extractors.get(detected.kind)
         if extractor is None:
@@ -138,7 +138,7 @@ class TextExtractionAgent:
             )
         out = ExtractionOutput(assembler=TextAssembler(extractor.separator()))
         source = Source(data=data, media_type=detected.media_type, password=password, depth=depth, deadline=deadline)
-        parse = ParseRunner(self._processes, deadline, self.settings.parse_timeout_s, run)
+        parse = ParseRunner(self._processes, deadline, run)
         steps = extractor.extract(source, out, parse if extractor.isolated else run)
         async with contextlib.aclosing(steps):  # type: ignore[type-var]
             async for step in steps:

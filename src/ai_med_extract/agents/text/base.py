@@ -13,11 +13,14 @@ import binascii
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.agents.text.result import DocumentKind, DocumentSection, ExtractedDocument, TextAssembler
 from ai_med_extract.errors import Unprocessable
+
+if TYPE_CHECKING:
+    from ai_med_extract.agents.text.pages import Deadline
 
 Runner = Callable[..., Awaitable[Any]]
 """``await run(fn, *args)`` runs ``fn`` off the event loop (``JobContext.run_blocking``)."""
@@ -29,7 +32,7 @@ class Source:
     media_type: str
     password: str | None = None
     depth: int = 0  # how deep inside container documents (FHIR, C-CDA attachments) this one sits
-    deadline: float | None = None  # time.monotonic() past which parsing this document is killed
+    deadline: Deadline | None = None  # past it, parsing this document is killed (pages.Deadline)
 
 
 @dataclass(frozen=True, slots=True)

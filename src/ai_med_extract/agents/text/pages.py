@@ -16,7 +16,7 @@ Parsing processes (``ParseProcesses``) are where hostile input is parsed: spawne
 or thread of the service inherited), kept warm between documents, that run one task at a time and
 stream its results back over a pipe. A task still running at its document's deadline has its process
 killed: the document fails with ``EXTRACTION_TIMEOUT`` (422), the job ends, and the next task gets a
-fresh process. A process that dies (a crash in a native parser) fails its document with
+fresh process (the time a process takes to start is not counted against the deadline). A process that dies (a crash in a native parser) fails its document with
 ``PARSER_CRASHED`` (422). A caller that stops reading (a cancelled or timed-out job) kills it too.
 """
 
@@ -29,6 +29,7 @@ import multiprocessing
 import signal
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from ai_med_extract.errors import (
 )
 
 logger = logging.getLogger(__name__)
+START_TIMEOUT_S = 120.0  # a parsing process's start and imports (not counted in any document's deadline)
 PageTask = Callable[[bytes, Any, range], list[Any]]
 
 
@@ -58,11 +60,10 @@ class PageRunner(ABC):
 
     @abstractmethod
     def results(
-        self, task: PageTask, data: bytes, job: Any, total: int, run: Runner, deadline: float | None = None,
-        limit_s: float = 0.0,
+        self, task: PageTask, data: bytes, job: Any, total: int, run: Runner, deadline: Deadline | None = None,
     ) -> AsyncGenerator[tuple[int, Any], None]:
-        """``(page index, result)`` for every page, in page order (``deadline``: ``time.monotonic()``
-        past which the work is killed, where it runs in a parsing process)."""
+        """``(page index, result)`` for every page, in page order (past ``deadline`` the work is
+        killed, where it runs in a parsing process)."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Stop the runner's processes, if it has any."""
@@ -70,8 +71,7 @@ class PageRunner(ABC):
 
 class InlinePageRunner(PageRunner):
     async def results(
-        self, task: PageTask, data: bytes, job: Any, total: int, run: Runner, deadline: float | None = None,
-        limit_s: float = 0.0,
+        self, task: PageTask, data: bytes, job: Any, total: int, run: Runner, deadline: Deadline | None = None,
     ) -> AsyncGenerator[tuple[int, Any], None]:
         for index in range(total):
             [result] = await run(task, data, job, range(index, index + 1))
@@ -101,6 +101,21 @@ _ERRORS: dict[int, type[AppError]] = {
 }
 
 
+class Deadline:
+    """One document's parsing deadline, shared by all its tasks: ``limit_s`` of parsing, not
+    counting the time spent waiting for parsing processes to start."""
+
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+        self.at = time.monotonic() + limit_s
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def extend(self, seconds: float) -> None:
+        self.at += seconds
+
+
 def parse_timeout(limit_s: float) -> Unprocessable:
     return Unprocessable(
         "parsing the document took longer than allowed", code="EXTRACTION_TIMEOUT", details={"timeout_s": limit_s}
@@ -114,6 +129,9 @@ def parser_crashed() -> Unprocessable:
 def _serve(conn: Connection) -> None:
     """A parsing process's loop: run each task sent, send its results back, until the pipe ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import ai_med_extract.agents.text  # noqa: F401 - the parsers, loaded before the first deadline runs
+
+    conn.send(("ready", None))
     while True:
         try:
             fn, args, kwargs, streaming = conn.recv()
@@ -140,6 +158,13 @@ class _Process:
         self.process = spawn.Process(target=_serve, args=(child,), name="document-parser", daemon=True)
         self.process.start()
         child.close()  # the child's end lives in the child: its death reads as end of file here
+        try:
+            ready = self.conn.poll(START_TIMEOUT_S) and self.conn.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.kill()
+            raise parser_crashed()
 
     def alive(self) -> bool:
         return self.process.is_alive()
@@ -177,6 +202,17 @@ async def _readable(conn: Connection, timeout: float | None) -> bool:
         loop.remove_reader(fd)
 
 
+def _kill_when_started(starting: asyncio.Future[_Process]) -> None:
+    if not starting.cancelled() and starting.exception() is None:
+        starting.result().kill()
+
+
+def _end_idle(idle: list[_Process]) -> None:
+    for process in idle:
+        process.conn.close()  # the child reads end of file and leaves
+    idle.clear()
+
+
 class ParseProcesses:
     """Warm parsing processes that run tasks under a deadline; see the module docstring."""
 
@@ -185,6 +221,8 @@ class ParseProcesses:
         self._idle: list[_Process] = []
         self._lock = threading.Lock()
         self.started = 0  # processes started so far (a killed one is replaced by a new one)
+        # An owner that never calls close(): its idle processes still end with it.
+        weakref.finalize(self, _end_idle, self._idle)
 
     def _take(self) -> _Process:
         with self._lock:
@@ -204,26 +242,29 @@ class ParseProcesses:
         process.close()
 
     async def stream(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        deadline: float | None,
-        limit_s: float = 0.0,
-        streaming: bool = True,
-        **kwargs: Any,
+        self, fn: Callable[..., Any], *args: Any, deadline: Deadline | None, streaming: bool = True, **kwargs: Any
     ) -> AsyncGenerator[Any, None]:
         """The items ``fn(*args, **kwargs)`` (a picklable generator function) yields in a parsing
         process, or, with ``streaming=False``, its one return value."""
-        process = await asyncio.to_thread(self._take)
+        asked = time.monotonic()
+        starting = asyncio.get_running_loop().run_in_executor(None, self._take)
+        try:
+            process = await asyncio.shield(starting)
+        except asyncio.CancelledError:  # the reader left while a process was starting for it
+            starting.add_done_callback(_kill_when_started)
+            raise
+        if deadline is not None:
+            deadline.extend(time.monotonic() - asked)  # waiting for a process to start is not parsing
         clean = False
         try:
             process.conn.send((fn, args, kwargs, streaming))
             while True:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and (remaining <= 0 or not await _readable(process.conn, remaining)):
+                if deadline is not None and (
+                    deadline.remaining() <= 0 or not await _readable(process.conn, deadline.remaining())
+                ):
                     logger.warning("document parsing past its deadline; process killed",
-                                   extra={"timeout_s": limit_s})
-                    raise parse_timeout(limit_s)
+                                   extra={"timeout_s": deadline.limit_s})
+                    raise parse_timeout(deadline.limit_s)
                 try:
                     kind, value = process.conn.recv()
                 except (EOFError, OSError):
@@ -247,10 +288,9 @@ class ParseProcesses:
             else:  # past the deadline, dead, or the reader stopped mid-task: it cannot be reused
                 process.kill()
 
-    async def call(self, fn: Callable[..., Any], *args: Any, deadline: float | None, limit_s: float = 0.0,
-                   **kwargs: Any) -> Any:
+    async def call(self, fn: Callable[..., Any], *args: Any, deadline: Deadline | None, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` run in a parsing process."""
-        results = self.stream(fn, *args, deadline=deadline, limit_s=limit_s, streaming=False, **kwargs)
+        results = self.stream(fn, *args, deadline=deadline, streaming=False, **kwargs)
         async with contextlib.aclosing(results):
             async for value in results:
                 return value
@@ -269,12 +309,11 @@ class ParseRunner:
     the agent hands the extractors of formats parsed by libraries that a hostile file can hold."""
 
     processes: ParseProcesses
-    deadline: float | None
-    limit_s: float
+    deadline: Deadline
     fallback: Runner  # the job's own runner, for work that must stay in this process
 
     async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await self.processes.call(fn, *args, deadline=self.deadline, limit_s=self.limit_s, **kwargs)
+        return await self.processes.call(fn, *args, deadline=self.deadline, **kwargs)
 
 
 def _range_task(task: PageTask, data: bytes, job: Any, pages: range) -> list[Any]:
@@ -289,16 +328,14 @@ class ProcessPageRunner(PageRunner):
         self._own = processes is None
 
     async def results(
-        self, task: PageTask, data: bytes, job: Any, total: int, run: Runner, deadline: float | None = None,
-        limit_s: float = 0.0,
+        self, task: PageTask, data: bytes, job: Any, total: int, run: Runner, deadline: Deadline | None = None,
     ) -> AsyncGenerator[tuple[int, Any], None]:
         ranges = page_ranges(total, self._batch)
         slots = asyncio.Semaphore(self.workers)
 
         async def one(pages: range) -> list[Any]:
             async with slots:
-                return await self._processes.call(_range_task, task, data, job, pages, deadline=deadline,  # type: ignore[no-any-return]
-                                                  limit_s=limit_s)
+                return await self._processes.call(_range_task, task, data, job, pages, deadline=deadline)  # type: ignore[no-any-return]
 
         tasks = [asyncio.ensure_future(one(pages)) for pages in ranges]
         try:

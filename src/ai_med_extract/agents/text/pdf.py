@@ -37,7 +37,7 @@ from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
 from ai_med_extract.agents.text.image import too_large
 from ai_med_extract.agents.text.ocr import OcrEngine
-from ai_med_extract.agents.text.pages import InlinePageRunner, PageRunner, ParseProcesses, ParseRunner
+from ai_med_extract.agents.text.pages import InlinePageRunner, PageRunner, ParseProcesses
 from ai_med_extract.agents.text.result import DocumentKind, Method, SegmentKind
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError, Unprocessable
@@ -107,18 +107,17 @@ class PdfExtractor(Extractor):
     async def _extract_isolated(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
         assert self._processes is not None
         job = PdfJob(source.password, self._settings)
-        limit = self._settings.parse_timeout_s
         pages: AsyncGenerator[Any, None]
         if self._pages.workers > 1:
-            total = await ParseRunner(self._processes, source.deadline, limit, run)(pdf_page_count, source.data, job)
+            total = await self._processes.call(pdf_page_count, source.data, job, deadline=source.deadline)
             if total > 1:
                 pages = self._pages.results(read_pdf_pages, source.data, job, total, run,
-                                            deadline=source.deadline, limit_s=limit)
+                                            deadline=source.deadline)
             else:
-                pages = self._processes.stream(pdf_pages, source.data, job, deadline=source.deadline, limit_s=limit)
+                pages = self._processes.stream(pdf_pages, source.data, job, deadline=source.deadline)
                 await anext(pages)
         else:
-            pages = self._processes.stream(pdf_pages, source.data, job, deadline=source.deadline, limit_s=limit)
+            pages = self._processes.stream(pdf_pages, source.data, job, deadline=source.deadline)
             total = await anext(pages)
         async with contextlib.aclosing(pages):
             async for index, page in pages:
