@@ -243,10 +243,11 @@ async def _audit_writers(url: str, clients: int, seconds: float, audited: bool) 
     from ai_med_extract.audit.trail import AuditEntry, AuditTrail
     from ai_med_extract.config import DatabaseSettings
     from ai_med_extract.db.engine import create_engine, create_sessionmaker
+    from ai_med_extract.security.keyring import Keyring
 
     engine = create_engine(DatabaseSettings(url=url, pool_size=clients))
     sessions = create_sessionmaker(engine)
-    trail = AuditTrail(b"bench-secret-" + b"x" * 32)
+    trail = AuditTrail(Keyring.from_secret(b"bench-secret-" + b"x" * 32))
     latencies: list[float] = []
     stop = time.monotonic() + seconds
 

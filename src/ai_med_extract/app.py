@@ -31,6 +31,7 @@ from ai_med_extract.jobs.repository import JobRepository
 from ai_med_extract.jobs.runner import InProcessJobRunner, JobRunner
 from ai_med_extract.jobs.service import JobService
 from ai_med_extract.observability.logs import configure_logging, log_exception
+from ai_med_extract.security.keyring import Keyring, Purpose, load_keyring
 from ai_med_extract.security.keys import KeyService
 from ai_med_extract.security.ratelimit import RateLimiter
 from ai_med_extract.services import Services
@@ -41,8 +42,9 @@ from ai_med_extract.storage.secrets import load_secrets
 logger = logging.getLogger(__name__)
 
 
-def build_agents(settings: Settings) -> dict[str, Any]:
-    """The agents and the model pool. Each is built once; heavy libraries load lazily inside them."""
+def build_agents(settings: Settings, keyring: Keyring | None = None) -> dict[str, Any]:
+    """The agents and the model pool. Each is built once; heavy libraries load lazily inside them.
+    ``keyring`` (loaded from the database) gives the PHI key; without one, version 1 of it."""
     from ai_med_extract.agents.medical.extractor import MedicalExtractor
     from ai_med_extract.agents.medical.llm import LLMCandidateSource
     from ai_med_extract.agents.phi.agent import PhiAgent
@@ -50,13 +52,15 @@ def build_agents(settings: Settings) -> dict[str, Any]:
     from ai_med_extract.agents.text.stage import upload_validator
     from ai_med_extract.inference.pool import ModelPool
 
+    keyring = keyring or Keyring.from_settings(settings, load_secrets(settings).secret_key)
+    phi_key = keyring.current(Purpose.phi)
     pool = ModelPool.from_settings(settings)
     text = TextExtractionAgent(settings.extraction, max_bytes=settings.upload.max_bytes, transcriber=pool)
     return {
         "pool": pool,
         "text": text,
         "validate_upload": upload_validator(text),
-        "phi": PhiAgent.from_settings(load_secrets(settings).secret_key, settings.phi),
+        "phi": PhiAgent.from_settings(phi_key.secret, settings.phi, key_id=phi_key.kid),
         "medical": MedicalExtractor(llm=LLMCandidateSource(pool)),
     }
 
@@ -165,7 +169,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = FileStore(settings.storage.directory, cipher)
     events = JobEvents(sessionmaker, cipher)
     repository = JobRepository(sessionmaker, cipher, store)
-    agents = build_agents(settings)
+    async with sessionmaker() as session:
+        keyring = await load_keyring(settings, session)
+    agents = build_agents(settings, keyring)
     runner = build_runner(settings, repository, events, agents)
     services = Services(
         settings=settings,
@@ -173,15 +179,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sessionmaker=sessionmaker,
         cipher=cipher,
         store=store,
-        audit=AuditTrail(secrets.secret_key),
-        keys=KeyService(secrets.secret_key),
+        audit=AuditTrail(keyring),
+        keys=KeyService(keyring),
         limiter=RateLimiter.from_settings(settings.security.rate_limit),
         events=events,
         jobs=JobService(repository, runner, events, settings.jobs),
         runner=runner,
         agents=agents,
-        checkpoints=CheckpointLog(settings.checkpoint_dir, secrets.secret_key,
+        checkpoints=CheckpointLog(settings.checkpoint_dir, keyring,
                                   syslog_address=settings.audit.checkpoint_syslog),
+        keyring=keyring,
     )
     app.state.services = services
     await events.listen(settings.database.url)

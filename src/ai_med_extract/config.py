@@ -106,12 +106,60 @@ class RateLimitSettings(BaseModel):
     )
 
 
+def _strong(values: list[SecretStr], name: str) -> list[SecretStr]:
+    for value in values:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError(f"{name}: every key must be 32+ characters")
+    return values
+
+
+class PurposeKeySettings(BaseModel):
+    """Keys configured per purpose instead of derived from the master secret. Each is a list: the
+    first makes new data, every one verifies (rotate by putting the new key first). Empty: derived
+    with HKDF from AME_SECURITY__SECRET_KEY (see ``ai-med-extract keys rotate``)."""
+
+    api_keys: list[SecretStr] = Field(default_factory=list, description="HMAC keys of API-key hashes")
+    audit_chain: list[SecretStr] = Field(default_factory=list, description="HMAC keys of the audit hash chain")
+    audit_checkpoint: list[SecretStr] = Field(
+        default_factory=list, description="HMAC keys of the audit checkpoints' signatures"
+    )
+    phi: list[SecretStr] = Field(
+        default_factory=list, description="Keys of PHI surrogates, date shifts and patient references"
+    )
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> Self:
+        for name, values in self.by_purpose().items():
+            _strong(values, f"AME_SECURITY__KEYS__{name.name.upper()}")
+        return self
+
+    def by_purpose(self) -> dict[Any, list[SecretStr]]:
+        from ai_med_extract.security.keyring import Purpose
+
+        return {
+            Purpose.api_keys: self.api_keys,
+            Purpose.audit_chain: self.audit_chain,
+            Purpose.audit_checkpoint: self.audit_checkpoint,
+            Purpose.phi: self.phi,
+        }
+
+
 class SecuritySettings(BaseModel):
     auth_enabled: bool = Field(True, description="Require an API key on every endpoint but health")
     secret_key: SecretStr | None = Field(
         None,
-        description="Server secret for API-key hashing and the audit hash chain. Development generates "
-        "one in the storage directory; production requires it.",
+        description="Master secret: the keys of API-key hashes, the audit chain and its checkpoints and "
+        "PHI surrogates are derived from it with HKDF, one per purpose. Development generates one in "
+        "the storage directory; production requires it.",
+    )
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Master secrets replaced by AME_SECURITY__SECRET_KEY: data made under them still "
+        "verifies (audit rows, checkpoints, API keys until their next use); nothing new is made with them.",
+    )
+    keys: PurposeKeySettings = Field(
+        default_factory=PurposeKeySettings,
+        description="Per-purpose keys instead of keys derived from secret_key (AME_SECURITY__KEYS__API_KEYS, ...)",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins")
     hsts: bool = Field(True, description="Send Strict-Transport-Security")
@@ -215,6 +263,12 @@ class ExtractionSettings(BaseModel):
         1, ge=1, le=64, description="Processes that OCR / read PDF pages at the same time (1: in the job's thread)"
     )
     page_batch: int = Field(4, ge=1, le=100, description="Pages handed to a page worker as one task")
+    parse_timeout_s: float = Field(
+        600.0, ge=1, le=3600,
+        description="Longest the parsing of one document may take (PDF text and OCR of its pages, DOCX, "
+        "ODT, .doc, RTF, C-CDA and FHIR with their attachments). It runs in a parsing process that is "
+        "killed past this, failing the document with EXTRACTION_TIMEOUT. Keep it below jobs.timeout_s.",
+    )
     max_audio_seconds: float = Field(300.0, gt=0, description="Longest accepted audio")
     audio_chunk_s: float = Field(30.0, ge=5, le=30, description="Audio is transcribed in chunks this long")
     audio_decode_timeout_s: float = Field(120.0, gt=0, description="Longest ffmpeg may take to decode audio")

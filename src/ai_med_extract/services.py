@@ -14,6 +14,7 @@ from ai_med_extract.errors import ServiceUnavailable
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.runner import JobRunner
 from ai_med_extract.jobs.service import JobService
+from ai_med_extract.security.keyring import Keyring
 from ai_med_extract.security.keys import KeyService
 from ai_med_extract.security.ratelimit import RateLimiter
 from ai_med_extract.storage.cipher import Cipher
@@ -36,6 +37,7 @@ class Services:
     # Agents and the model pool, keyed by name ("pool", "text", "phi", "medical", "summary").
     agents: dict[str, Any] = field(default_factory=dict)
     checkpoints: CheckpointLog | None = None
+    keyring: Keyring | None = None  # the per-purpose keys, as loaded at start (``keys rotate`` needs a restart)
 
     @property
     def pool(self) -> Any:

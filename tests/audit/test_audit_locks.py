@@ -27,6 +27,7 @@ from ai_med_extract.inference.backends.fallback import FallbackBackend
 from ai_med_extract.inference.catalogue import Catalogue, ModelType
 from ai_med_extract.inference.pool import ModelPool
 from ai_med_extract.inference.types import GenerationRequest
+from ai_med_extract.security.keyring import Keyring
 from tests.conftest import TEST_SECRET
 from tests.support import parse_sse
 
@@ -105,7 +106,7 @@ async def test_a_long_generation_does_not_hold_up_another_clients_audited_reques
     services = client.app.state.services  # type: ignore[attr-defined]
     async with services.sessionmaker() as session:
         rows = list((await session.execute(select(AuditLog).order_by(AuditLog.id))).scalars())
-        report = await verify_chain(session, TEST_SECRET.encode())
+        report = await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()))
     generator = [r for r in rows if r.user_agent == "generator"]
     other = [r for r in rows if r.user_agent == "other"]
     intent, outcome = generator

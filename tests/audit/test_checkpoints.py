@@ -20,6 +20,7 @@ from ai_med_extract.cli import app as cli_app
 from ai_med_extract.config import Settings
 from ai_med_extract.db.models import AuditLog
 from ai_med_extract.db.roles import grant_service_role
+from ai_med_extract.security.keyring import Keyring
 from tests.conftest import TEST_SECRET
 from tests.support import running_app, wait_for_job
 
@@ -48,7 +49,7 @@ async def _verify(client: httpx.AsyncClient) -> Any:
     checkpoint, problems = services.checkpoints.last()
     assert problems == []
     async with services.sessionmaker() as session:
-        return await verify_chain(session, TEST_SECRET.encode(), checkpoint)
+        return await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()), checkpoint)
 
 
 @pytest.mark.parametrize("cut", ["last 3 rows", "every row"])
@@ -68,7 +69,7 @@ async def test_cutting_the_tail_after_a_checkpoint_is_detected(
     else:
         await _delete_as_owner(client, database_url, "")
     async with services.sessionmaker() as session:
-        without_checkpoint_ok = (await verify_chain(session, TEST_SECRET.encode())).ok
+        without_checkpoint_ok = (await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()))).ok
     report = await _verify(client)
     assert without_checkpoint_ok is True  # the chain alone cannot see a cut tail ...
     assert not report.ok  # ... the checkpoint can

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from ai_med_extract.audit.trail import verify_chain
 from ai_med_extract.cli import app as cli_app
 from ai_med_extract.db.models import AuditLog
+from ai_med_extract.security.keyring import Keyring
 from tests.conftest import TEST_SECRET
 from tests.support import wait_for_job
 
@@ -65,7 +66,7 @@ async def test_the_chain_verifies_and_names_an_edited_row(client: httpx.AsyncCli
         await wait_for_job(client, r.json()["job_id"])
     services = client.app.state.services
     async with services.sessionmaker() as session:
-        report = await verify_chain(session, TEST_SECRET.encode())
+        report = await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()))
     assert report.ok and report.rows_checked >= 6
     target = (await _rows(client))[2].id
     async with services.engine.begin() as conn:
@@ -77,7 +78,7 @@ async def test_the_chain_verifies_and_names_an_edited_row(client: httpx.AsyncCli
             await conn.execute(text("DROP TRIGGER audit_logs_no_update"))
             await conn.execute(text("UPDATE audit_logs SET user_id = 'someone-else' WHERE id = :i"), {"i": target})
     async with services.sessionmaker() as session:
-        report = await verify_chain(session, TEST_SECRET.encode())
+        report = await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()))
     assert [p.row_id for p in report.problems] == [target]
     assert "edited" in report.problems[0].reason
 
@@ -98,7 +99,7 @@ async def test_the_chain_names_the_row_after_a_deleted_one(client: httpx.AsyncCl
             await conn.execute(text("DROP TRIGGER audit_logs_no_delete"))
             await conn.execute(text("DELETE FROM audit_logs WHERE id = :i"), {"i": victim})
     async with services.sessionmaker() as session:
-        report = await verify_chain(session, TEST_SECRET.encode())
+        report = await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()))
     assert [p.row_id for p in report.problems] == [follower]
     assert "deleted" in report.problems[0].reason
 
@@ -128,7 +129,7 @@ async def test_concurrent_writers_keep_one_unbroken_chain(client: httpx.AsyncCli
     )
     assert all(r.status_code == 202 for r in responses)
     async with client.app.state.services.sessionmaker() as session:
-        report = await verify_chain(session, TEST_SECRET.encode())
+        report = await verify_chain(session, Keyring.from_secret(TEST_SECRET.encode()))
     assert report.ok and report.rows_checked >= 12
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from ai_med_extract.cli import app
 from ai_med_extract.config import DatabaseSettings, Settings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
+from ai_med_extract.security.keyring import Keyring
 from ai_med_extract.security.keys import KeyService
 from tests.conftest import TEST_SECRET, _pg_execute, _pg_url
 
@@ -56,7 +57,7 @@ def test_keys_create_prints_a_key_that_authenticates_with_its_role(database_url:
     async def check():
         engine = create_engine(Settings(_env_file=None).database)
         async with create_sessionmaker(engine)() as session:
-            principal = await KeyService(TEST_SECRET.encode()).authenticate(session, token)
+            principal = await KeyService(Keyring.from_secret(TEST_SECRET.encode())).authenticate(session, token)
         await engine.dispose()
         return principal
 

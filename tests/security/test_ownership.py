@@ -24,6 +24,7 @@ from sqlalchemy import select
 from ai_med_extract.commands.service import _with_session
 from ai_med_extract.config import Settings
 from ai_med_extract.db.models import AuditLog, Role
+from ai_med_extract.security.keyring import Keyring
 from ai_med_extract.security.keys import KeyService
 from ai_med_extract.storage.secrets import load_secrets
 from tests.agents.summary.synthetic import make_bundle
@@ -74,7 +75,7 @@ def _wait(client: httpx.Client, job_id: str) -> dict[str, Any]:
 
 
 def _make_keys(settings: Settings) -> dict[str, str]:
-    service = KeyService(load_secrets(settings).secret_key)
+    service = KeyService(Keyring.from_secret(load_secrets(settings).secret_key))
 
     async def work(session: Any) -> dict[str, str]:
         out = {}

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from ai_med_extract.config import Settings
+from ai_med_extract.security.keyring import Keyring
 from tests.conftest import _pg_execute, _pg_url
 
 CHROMIUM = os.environ.get("AME_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -104,7 +105,7 @@ def create_api_key(settings: Settings, role: str) -> str:
         engine = create_engine(settings.database)
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
-                service = KeyService(load_secrets(settings).secret_key)
+                service = KeyService(Keyring.from_secret(load_secrets(settings).secret_key))
                 _, token = await service.create(session, name="browser-test", role=Role(role))
                 return token
         finally:

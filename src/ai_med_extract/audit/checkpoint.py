@@ -1,7 +1,8 @@
 """Signed checkpoints of the audit chain's head, kept where the database role cannot reach.
 
-A checkpoint is one JSON line ``{rows, last_id, head_hash, at, signature}`` with
-``signature = HMAC(checkpoint key, the other fields)``, appended to ``checkpoints.jsonl`` in the
+A checkpoint is one JSON line ``{rows, last_id, head_hash, at, key_id, signature}`` with
+``signature = HMAC(checkpoint key, the other fields)`` (``key_id`` names the checkpoint key; lines
+written before key ids existed have none and were signed with derived version 1), appended to ``checkpoints.jsonl`` in the
 configured directory (opened append-only, mode 0600, fsync'd), and optionally sent to syslog. The
 service writes one at least every minute and at shutdown; ``ai-med-extract audit checkpoint``
 writes one on demand. ``audit verify`` then checks the chain against the last checkpoint: deleting
@@ -10,7 +11,6 @@ the last rows of the table, or all of them, no longer leaves a chain that verifi
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import utcnow
 from ai_med_extract.db.models import AuditLog
-from ai_med_extract.security.keyring import Purpose, derive
+from ai_med_extract.security.keyring import Key, Keyring, Purpose, hmac_hex
 
 logger = logging.getLogger(__name__)
 FILE_NAME = "checkpoints.jsonl"
@@ -41,19 +41,29 @@ class Checkpoint:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
 
 
+def _signature(key: Key, checkpoint: Checkpoint) -> str:
+    payload = checkpoint.payload()
+    if key.kid is not None:
+        payload += b"|" + key.kid.encode()
+    return hmac_hex(key, payload)
+
+
 class CheckpointLog:
-    def __init__(self, directory: Path, secret: bytes, *, syslog_address: str | None = None):
+    def __init__(self, directory: Path, keyring: Keyring, *, syslog_address: str | None = None):
         self.directory = directory
         self.path = directory / FILE_NAME
-        self._key = derive(secret, Purpose.audit_checkpoint)
+        self._keyring = keyring
         self._syslog_address = syslog_address
 
-    def sign(self, checkpoint: Checkpoint) -> str:
-        return hmac.new(self._key, checkpoint.payload(), hashlib.sha256).hexdigest()
+    def sign(self, checkpoint: Checkpoint) -> tuple[str | None, str]:
+        """The current checkpoint key's id and its signature of ``checkpoint``."""
+        key = self._keyring.current(Purpose.audit_checkpoint)
+        return key.kid, _signature(key, checkpoint)
 
     def append(self, checkpoint: Checkpoint) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        line = json.dumps({**asdict(checkpoint), "signature": self.sign(checkpoint)}, sort_keys=True) + "\n"
+        key_id, signature = self.sign(checkpoint)
+        line = json.dumps({**asdict(checkpoint), "key_id": key_id, "signature": signature}, sort_keys=True) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())
@@ -82,12 +92,14 @@ class CheckpointLog:
         for number, raw in enumerate(self.path.read_text().splitlines(), start=1):
             try:
                 data = json.loads(raw)
-                signature = data.pop("signature")
+                signature = str(data.pop("signature"))
+                key_id = data.pop("key_id", None)
                 checkpoint = Checkpoint(**data)
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError, AttributeError):
                 problems.append(f"checkpoint line {number} is not a checkpoint")
                 continue
-            if not hmac.compare_digest(signature, self.sign(checkpoint)):
+            keys = self._keyring.candidates(Purpose.audit_checkpoint, key_id if isinstance(key_id, str) else None)
+            if not any(hmac.compare_digest(signature, _signature(key, checkpoint)) for key in keys):
                 problems.append(f"checkpoint line {number} has a bad signature")
                 continue
             if found is not None and checkpoint.rows < found.rows:

@@ -1,7 +1,10 @@
 """Writing and verifying the audit trail.
 
-Each row stores ``row_hash = HMAC(secret, prev_hash || canonical(row))``, where ``prev_hash`` is the
-previous row's ``row_hash``. Editing a row breaks its own hash; deleting one breaks the next row's
+Each row stores ``row_hash = HMAC(chain key, prev_hash || canonical(row))``, where ``prev_hash`` is the
+previous row's ``row_hash``, and the id of the chain key that signed it (``key_id``, part of the
+hashed content; ``security/keyring.py``). After ``keys rotate --purpose audit`` new rows are signed
+with the new key and link to the last row signed with the old one, so the chain runs on across the
+rotation and both segments verify, each with its own key. Editing a row breaks its own hash; deleting one breaks the next row's
 link. Writers are serialised until commit (a PostgreSQL transaction-level advisory lock; SQLite's
 ``BEGIN IMMEDIATE``), so the chain never forks and a rolled-back row leaves no gap.
 
@@ -10,7 +13,6 @@ link. Writers are serialised until commit (a PostgreSQL transaction-level adviso
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import as_utc, utcnow
 from ai_med_extract.db.models import AuditLog
+from ai_med_extract.security.keyring import Key, Keyring, Purpose, hmac_hex
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x41554454  # "AUDT"
@@ -50,10 +53,12 @@ def _canonical_value(value: Any) -> Any:
     return str(value)  # INET comes back as an ipaddress object from asyncpg
 
 
-def row_digest(secret: bytes, prev_hash: str, row: AuditLog) -> str:
+def row_digest(key: Key, prev_hash: str, row: AuditLog) -> str:
     body = {name: _canonical_value(getattr(row, name)) for name in _HASHED_FIELDS}
+    if row.key_id is not None:  # rows from before key ids hash as they always did
+        body["key_id"] = row.key_id
     payload = prev_hash + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+    return hmac_hex(key, payload.encode())
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,8 @@ class AuditEntry:
 
 
 class AuditTrail:
-    def __init__(self, secret: bytes):
-        self._secret = secret
+    def __init__(self, keyring: Keyring):
+        self._keyring = keyring
 
     async def append(self, session: AsyncSession, entry: AuditEntry) -> AuditLog:
         """Add a row inside the caller's transaction; it commits or rolls back with the action."""
@@ -103,7 +108,9 @@ class AuditTrail:
             prev_hash=prev_hash,
             row_hash="",
         )
-        row.row_hash = row_digest(self._secret, prev_hash, row)
+        key = self._keyring.current(Purpose.audit_chain)
+        row.key_id = key.kid
+        row.row_hash = row_digest(key, prev_hash, row)
         session.add(row)
         await session.flush()
         return row
@@ -144,7 +151,7 @@ async def _rows(session: AsyncSession, batch: int = 1000) -> AsyncIterator[Audit
         last_id = rows[-1].id
 
 
-async def verify_chain(session: AsyncSession, secret: bytes, checkpoint: Any = None) -> VerifyReport:
+async def verify_chain(session: AsyncSession, keyring: Keyring, checkpoint: Any = None) -> VerifyReport:
     """Walk the whole trail; report each row whose content or link does not check out.
 
     With a ``checkpoint`` (``audit.checkpoint.Checkpoint``), also report rows missing up to it: a
@@ -163,7 +170,10 @@ async def verify_chain(session: AsyncSession, secret: bytes, checkpoint: Any = N
             problems.append(
                 VerifyProblem(row.id, f"chain broken {where}: a row was deleted or edited before this one")
             )
-        if row_digest(secret, row.prev_hash, row) != row.row_hash:
+        keys = keyring.candidates(Purpose.audit_chain, row.key_id)
+        if not keys:
+            problems.append(VerifyProblem(row.id, "signed with a key this server does not know"))
+        elif not any(hmac.compare_digest(row_digest(key, row.prev_hash, row), row.row_hash) for key in keys):
             problems.append(VerifyProblem(row.id, "content does not match its hash: the row was edited"))
         if checkpoint is not None and row.id <= checkpoint.last_id:
             upto_checkpoint += 1

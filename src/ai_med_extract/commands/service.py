@@ -1,4 +1,4 @@
-"""`serve`, `db upgrade|grant`, `keys create|revoke`, `audit checkpoint|verify|export`."""
+"""`serve`, `db upgrade|grant`, `keys create|revoke|rotate|status`, `audit checkpoint|verify|export`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import typer
 
-from ai_med_extract.commands.conventions import finish
+from ai_med_extract.commands.conventions import finish, usage_error
 from ai_med_extract.config import Settings
 from ai_med_extract.db.models import Role
+from ai_med_extract.security.rotation import RotationTarget
 
 # The migrations are part of the package, so an installed wheel can upgrade a database.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "db" / "migrations"
@@ -139,13 +140,13 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Create an API key; it is shown once and stored only as a hash."""
+        from ai_med_extract.security.keyring import load_keyring
         from ai_med_extract.security.keys import KeyService
-        from ai_med_extract.storage.secrets import load_secrets
 
         settings = Settings()
-        service = KeyService(load_secrets(settings).secret_key)
 
         async def work(session):  # type: ignore[no-untyped-def]
+            service = KeyService(await load_keyring(settings, session))
             row, token = await service.create(session, name=name, role=role, tenant=tenant)
             return row.id, token
 
@@ -156,27 +157,86 @@ def register(app: typer.Typer) -> None:
     @keys.command("revoke")
     def keys_revoke(key_id: int = typer.Argument(..., help="The id printed by `keys create`")) -> None:
         """Revoke an API key."""
+        from ai_med_extract.security.keyring import Keyring
         from ai_med_extract.security.keys import KeyService
-        from ai_med_extract.storage.secrets import load_secrets
 
-        settings = Settings()
-        service = KeyService(load_secrets(settings).secret_key)
-        done = asyncio.run(_with_session(settings, lambda s: service.revoke(s, key_id)))
+        service = KeyService(Keyring(masters=()))  # revoking needs no key
+        done = asyncio.run(_with_session(Settings(), lambda s: service.revoke(s, key_id)))
         if not done:
             typer.echo(f"no active key with id {key_id}", err=True)
             raise typer.Exit(1)
         typer.echo(f"key {key_id} revoked")
 
+    @keys.command("rotate")
+    def keys_rotate(
+        purpose: RotationTarget = typer.Option(..., help="api-keys, audit (chain and checkpoints) or phi"),
+    ) -> None:
+        """Move a purpose's derived key to its next version (see README, Security: key rotation).
+
+        api-keys: existing keys keep working and are re-hashed under the new key on their next use.
+        audit: new rows and checkpoints are signed with the new keys; the old segment still verifies.
+        phi: new documents get new pseudonyms and date shifts (not linkable to those made before).
+        Restart the service and workers afterwards: until then they use the previous key."""
+        import getpass
+
+        from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
+        from ai_med_extract.security.keyring import load_keyring
+        from ai_med_extract.security.rotation import KeyConfigured, rotate
+
+        settings = Settings()
+        try:
+            done = asyncio.run(_with_session(
+                settings, lambda s: rotate(s, settings, purpose, actor=f"cli:{getpass.getuser()}")))
+        except KeyConfigured as exc:
+            raise usage_error(str(exc)) from None
+        for name, kid in done.current.items():
+            typer.echo(f"{name.value}: key {done.previous[name] or 'master secret'} -> {kid}")
+        if purpose is RotationTarget.audit:
+
+            async def checkpoint(session):  # type: ignore[no-untyped-def]
+                log = CheckpointLog(settings.checkpoint_dir, await load_keyring(settings, session),
+                                    syslog_address=settings.audit.checkpoint_syslog)
+                return await write_checkpoint(session, log)
+
+            head = asyncio.run(_with_session(settings, checkpoint))
+            typer.echo(f"checkpoint at row {head.last_id} signed with the new checkpoint key")
+        typer.echo(f"rotation recorded in audit row {done.audit_row}; restart the service and workers to use it")
+
+    @keys.command("status")
+    def keys_status() -> None:
+        """Each purpose's current key id and where it comes from; active API keys per hashing key."""
+        from ai_med_extract.security.keyring import Purpose, load_keyring
+        from ai_med_extract.security.keys import KeyService
+
+        settings = Settings()
+
+        async def work(session):  # type: ignore[no-untyped-def]
+            keyring = await load_keyring(settings, session)
+            return keyring, await KeyService(keyring).counts_by_key_id(session)
+
+        keyring, counts = asyncio.run(_with_session(settings, work))
+        for p in Purpose:
+            source = "configured" if keyring.is_configured(p) else f"derived, version {keyring.version(p)}"
+            typer.echo(f"{p.value}: key {keyring.current(p).kid} ({source})")
+        current = keyring.current(Purpose.api_keys).kid
+        for kid, n in sorted(counts.items(), key=lambda item: str(item[0])):
+            state = "current" if kid == current else "previous key: moves on next use, or revoke and re-issue"
+            typer.echo(f"  api keys hashed with {kid or 'the master secret'}: {n} ({state})")
+
     @audit.command("checkpoint")
     def audit_checkpoint() -> None:
         """Append a signed checkpoint of the chain's head (row count and last hash) to the checkpoint file."""
         from ai_med_extract.audit.checkpoint import CheckpointLog, write_checkpoint
-        from ai_med_extract.storage.secrets import load_secrets
+        from ai_med_extract.security.keyring import load_keyring
 
         settings = Settings()
-        log = CheckpointLog(settings.checkpoint_dir, load_secrets(settings).secret_key,
-                            syslog_address=settings.audit.checkpoint_syslog)
-        checkpoint = asyncio.run(_with_session(settings, lambda s: write_checkpoint(s, log)))
+
+        async def work(session):  # type: ignore[no-untyped-def]
+            log = CheckpointLog(settings.checkpoint_dir, await load_keyring(settings, session),
+                                syslog_address=settings.audit.checkpoint_syslog)
+            return log, await write_checkpoint(session, log)
+
+        log, checkpoint = asyncio.run(_with_session(settings, work))
         typer.echo(f"checkpoint: {checkpoint.rows} rows, last row {checkpoint.last_id}, written to {log.path}")
 
     @audit.command("export")
@@ -209,12 +269,16 @@ def register(app: typer.Typer) -> None:
         link or cut tail."""
         from ai_med_extract.audit.checkpoint import CheckpointLog
         from ai_med_extract.audit.trail import verify_chain
-        from ai_med_extract.storage.secrets import load_secrets
+        from ai_med_extract.security.keyring import load_keyring
 
         settings = Settings()
-        secret = load_secrets(settings).secret_key
-        checkpoint, checkpoint_problems = CheckpointLog(settings.checkpoint_dir, secret).last()
-        report = asyncio.run(_with_session(settings, lambda s: verify_chain(s, secret, checkpoint)))
+
+        async def work(session):  # type: ignore[no-untyped-def]
+            keyring = await load_keyring(settings, session)
+            checkpoint, checkpoint_problems = CheckpointLog(settings.checkpoint_dir, keyring).last()
+            return checkpoint, checkpoint_problems, await verify_chain(session, keyring, checkpoint)
+
+        checkpoint, checkpoint_problems, report = asyncio.run(_with_session(settings, work))
         for line in checkpoint_problems:
             typer.echo(line)
         if report.ok and not checkpoint_problems:
@@ -228,12 +292,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _bootstrap_admin_key(settings: Settings) -> None:
+    from ai_med_extract.security.keyring import load_keyring
     from ai_med_extract.security.keys import KeyService
-    from ai_med_extract.storage.secrets import load_secrets
-
-    service = KeyService(load_secrets(settings).secret_key)
 
     async def work(session):  # type: ignore[no-untyped-def]
+        service = KeyService(await load_keyring(settings, session))
         if await service.count_active(session):
             return None
         _, token = await service.create(session, name="bootstrap-admin", role=Role.admin)

@@ -28,7 +28,11 @@ async def run_worker(settings: Settings) -> None:
     store = FileStore(settings.storage.directory, cipher)
     repository = JobRepository(sessionmaker, cipher, store)
     events = JobEvents(sessionmaker, cipher)
-    agents = build_agents(settings)
+    from ai_med_extract.security.keyring import load_keyring
+
+    async with sessionmaker() as session:
+        keyring = await load_keyring(settings, session)
+    agents = build_agents(settings, keyring)
     executor = JobExecutor(
         settings=settings.jobs,
         repository=repository,

@@ -56,11 +56,24 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Which hashing key made key_hash (security/keyring.py); empty: the master secret (before key ids).
+    key_id: Mapped[str | None] = mapped_column(String(24), nullable=True)
     role: Mapped[str] = mapped_column(String(20))
     # Optional organisation: keys of one tenant never see another tenant's resources.
     tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class KeyVersion(Base):
+    """The current version of each purpose's derived key (``ai-med-extract keys rotate`` bumps it)."""
+
+    __tablename__ = "key_versions"
+
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(24))
+    rotated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Job(Base):
@@ -160,3 +173,5 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+    # Which chain key signed row_hash (security/keyring.py); empty: the master secret (before key ids).
+    key_id: Mapped[str | None] = mapped_column(String(24), nullable=True)

@@ -23,6 +23,8 @@ class PhiMapping(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Which PHI key made patient_ref (security/keyring.py); empty: the master secret (before key ids).
+    key_id: Mapped[str | None] = mapped_column(String(24), nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     token_count: Mapped[int] = mapped_column(Integer)
@@ -48,12 +50,14 @@ class PhiMappingRepository:
         mapping: dict[str, str],
         *,
         patient_ref: str | None = None,
+        key_id: str | None = None,
         created_by: str | None = None,
         tenant: str | None = None,
     ) -> str:
         row = PhiMapping(
             id=str(uuid.uuid4()),
             patient_ref=patient_ref,
+            key_id=key_id if patient_ref is not None else None,
             created_by=created_by,
             tenant=tenant,
             token_count=len(mapping),

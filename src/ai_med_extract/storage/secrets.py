@@ -15,7 +15,7 @@ from ai_med_extract.config import Environment, Settings
 
 @dataclass(frozen=True)
 class ServiceSecrets:
-    secret_key: bytes  # HMAC key: API-key hashes and the audit hash chain
+    secret_key: bytes  # the master secret: every purpose's key is derived from it (security/keyring.py)
     encryption_key: str  # Fernet key list for data at rest
 
 

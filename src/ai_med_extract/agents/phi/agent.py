@@ -24,11 +24,13 @@ class PhiAgent:
         self,
         secret: bytes,
         *,
+        key_id: str | None = None,
         ner: bool = True,
         options: ScrubOptions | None = None,
         recognizers: RecognizerConfig | None = None,
     ) -> None:
         self._secret = secret
+        self.key_id = key_id  # the PHI key's id (security/keyring.py), stored beside patient references
         self._ner = ner
         self._options = options
         self._recognizers = recognizers
@@ -36,12 +38,12 @@ class PhiAgent:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, secret: bytes, settings: PhiSettings) -> PhiAgent:
+    def from_settings(cls, secret: bytes, settings: PhiSettings, *, key_id: str | None = None) -> PhiAgent:
         rec = settings.recognizers
         config = RecognizerConfig(
             disabled=frozenset(rec.disabled), weights=dict(rec.weights), extra=tuple(rec.extra), min_score=rec.min_score
         )
-        return cls(secret, ner=settings.ner, recognizers=config)
+        return cls(secret, key_id=key_id, ner=settings.ner, recognizers=config)
 
     @property
     def scrubber(self) -> PhiScrubber:

@@ -2,7 +2,10 @@
 
 The format is chosen from the content (``detect.py``); each format has one ``Extractor``. Blocking
 work runs through the ``run`` callable the caller gives (``JobContext.run_blocking`` in jobs,
-``asyncio.to_thread`` by default), never on the event loop.
+``asyncio.to_thread`` by default), never on the event loop. Parsing with the libraries a hostile
+file can hold (PDF, DOCX, ODT, .doc, RTF, C-CDA, FHIR and what they contain) runs in parsing
+processes (``pages.ParseProcesses``) under one deadline per document, ``parse_timeout_s`` from its
+start: past it the process is killed and the document fails with ``EXTRACTION_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ai_med_extract.agents.text.fhir_document import FhirDocumentExtractor, too_
 from ai_med_extract.agents.text.image import ImageExtractor
 from ai_med_extract.agents.text.ocr import OcrEngine
 from ai_med_extract.agents.text.odt import OdtExtractor
-from ai_med_extract.agents.text.pages import page_runner
+from ai_med_extract.agents.text.pages import Deadline, ParseProcesses, ParseRunner, page_runner
 from ai_med_extract.agents.text.pdf import PdfExtractor
 from ai_med_extract.agents.text.plain import PlainTextExtractor
 from ai_med_extract.agents.text.result import (
@@ -61,9 +64,10 @@ class TextExtractionAgent:
         self.settings = settings
         self.max_bytes = max_bytes
         ocr = ocr or OcrEngine(settings)
-        self._pages = page_runner(settings.page_workers, settings.page_batch)
+        self._processes = ParseProcesses(keep=settings.page_workers + 1)
+        self._pages = page_runner(settings.page_workers, settings.page_batch, self._processes)
         chosen = extractors or [
-            PdfExtractor(settings, ocr, self._pages),
+            PdfExtractor(settings, ocr, self._pages, self._processes),
             DocxExtractor(settings),
             ImageExtractor(settings, ocr, self._pages),
             PlainTextExtractor(),
@@ -71,14 +75,15 @@ class TextExtractionAgent:
             DocExtractor(settings),
             OdtExtractor(settings),
             RtfExtractor(),
-            CdaExtractor(settings, self._extract_nested, max_bytes=max_bytes),
-            FhirDocumentExtractor(settings, self._extract_nested, max_bytes=max_bytes),
+            CdaExtractor(settings, self._extract_nested),
+            FhirDocumentExtractor(settings, self._extract_nested),
         ]
         self._extractors: dict[DocumentKind, Extractor] = {e.kind: e for e in chosen}
 
     def close(self) -> None:
-        """Stop the page workers' processes (when ``page_workers`` > 1)."""
+        """Stop the parsing processes."""
         self._pages.close()
+        self._processes.close()
 
     def available(self) -> dict[str, bool]:
         """Which formats this server can read (health and ``/transcribe`` use it)."""
@@ -119,6 +124,10 @@ class TextExtractionAgent:
     ) -> ExtractedDocument:
         started = time.perf_counter()
         self._check_size(data)
+        if isinstance(run, ParseRunner):  # an attachment: within its container's deadline
+            deadline, run = run.deadline, run.fallback
+        else:
+            deadline = Deadline(self.settings.parse_timeout_s)
         detected: Detected = await run(detect, data)
         extractor = self._extractors.get(detected.kind)
         if extractor is None:
@@ -128,8 +137,9 @@ class TextExtractionAgent:
                 details={"kind": detected.kind.value},
             )
         out = ExtractionOutput(assembler=TextAssembler(extractor.separator()))
-        source = Source(data=data, media_type=detected.media_type, password=password, depth=depth)
-        steps = extractor.extract(source, out, run)
+        source = Source(data=data, media_type=detected.media_type, password=password, depth=depth, deadline=deadline)
+        parse = ParseRunner(self._processes, deadline, run)
+        steps = extractor.extract(source, out, parse if extractor.isolated else run)
         async with contextlib.aclosing(steps):  # type: ignore[type-var]
             async for step in steps:
                 if on_step is not None:

@@ -13,11 +13,14 @@ import binascii
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.agents.text.result import DocumentKind, DocumentSection, ExtractedDocument, TextAssembler
 from ai_med_extract.errors import Unprocessable
+
+if TYPE_CHECKING:
+    from ai_med_extract.agents.text.pages import Deadline
 
 Runner = Callable[..., Awaitable[Any]]
 """``await run(fn, *args)`` runs ``fn`` off the event loop (``JobContext.run_blocking``)."""
@@ -29,6 +32,7 @@ class Source:
     media_type: str
     password: str | None = None
     depth: int = 0  # how deep inside container documents (FHIR, C-CDA attachments) this one sits
+    deadline: Deadline | None = None  # past it, parsing this document is killed (pages.Deadline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,8 @@ class ExtractionOutput:
 
 
 Nested = Callable[[bytes, int, "Runner"], Awaitable[ExtractedDocument]]
-"""``await nested(data, depth, run)``: extract an attachment as a document of its own type."""
+"""``await nested(data, depth, run)``: extract an attachment as a document of its own type (within
+the containing document's deadline, which ``run`` carries)."""
 
 
 def add_document(out: ExtractionOutput, document: ExtractedDocument) -> None:
@@ -79,6 +84,10 @@ def add_document(out: ExtractionOutput, document: ExtractedDocument) -> None:
 class Extractor(ABC):
     kind: ClassVar[DocumentKind]
     name: ClassVar[str]
+    # True: every ``run`` call parses the file with a library a hostile file can hold (pypdf, lxml,
+    # striprtf, a converter), so the agent runs them in a parsing process under the document's
+    # deadline (their functions and arguments must be picklable).
+    isolated: ClassVar[bool] = False
 
     def is_available(self) -> bool:
         """False when a binary or library this extractor needs is missing."""

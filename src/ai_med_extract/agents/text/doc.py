@@ -27,6 +27,7 @@ _TOO_SMALL = b"too small"  # antiword's complaint about a document with very lit
 class DocExtractor(Extractor):
     kind = DocumentKind.doc
     name = "antiword"
+    isolated = True
 
     def __init__(self, settings: ExtractionSettings):
         self._timeout = settings.convert_timeout_s

@@ -5,9 +5,10 @@ texts follow one another as in any multi-part document. An attachment given only
 fetched (warning ``ATTACHMENT_NOT_EMBEDDED:<n>``). FHIR JSON without any attachment (a Bundle of
 Observations, say) is read as plain text, as it was before, with the warning ``FHIR_NO_ATTACHMENT``.
 
-Errors (stable codes, all 422): ``ATTACHMENT_INVALID`` (not base64), ``ATTACHMENT_TOO_LARGE`` (the
-attachments together exceed the upload limit), ``TOO_MANY_ATTACHMENTS``, ``CONTAINER_TOO_DEEP``
+Errors (stable codes, all 422): ``ATTACHMENT_INVALID`` (not base64), ``TOO_MANY_ATTACHMENTS``, ``CONTAINER_TOO_DEEP``
 (documents nested in documents beyond ``container_max_depth``, or Bundles nested too deep).
+No size check of its own: base64 decodes to 3/4 of its length, so the attachments together are always
+smaller than the resource, which the upload limit already bounds.
 """
 
 from __future__ import annotations
@@ -48,21 +49,20 @@ def too_deep(limit: int) -> Unprocessable:
     )  # fmt: skip
 
 
-def read_attachments(data: bytes, *, max_bytes: int, max_depth: int) -> list[Attachment] | None:
+def read_attachments(data: bytes, *, max_depth: int) -> list[Attachment] | None:
     """Blocking: the attachments in document order, or None when the JSON carries none (or is not JSON)."""
     try:
         resource = json.loads(data)
     except (ValueError, RecursionError, UnicodeError):
         return None
     found: list[Attachment] = []
-    budget = [max_bytes]
     for content_type, encoded in _attachments(resource, depth=0, max_depth=max_depth):
         if len(found) >= MAX_ATTACHMENTS:
             raise Unprocessable(
                 "the resource holds more attachments than allowed", code="TOO_MANY_ATTACHMENTS",
                 details={"max_attachments": MAX_ATTACHMENTS},
             )  # fmt: skip
-        found.append(Attachment(content_type, None if encoded is None else _decode(encoded, budget, max_bytes)))
+        found.append(Attachment(content_type, None if encoded is None else decode_base64(encoded)))
     return found or None
 
 
@@ -95,28 +95,18 @@ def _type(holder: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _decode(encoded: str, budget: list[int], max_bytes: int) -> bytes:
-    if len(encoded) * 3 // 4 > budget[0]:
-        raise Unprocessable(
-            "the attachments are larger than allowed", code="ATTACHMENT_TOO_LARGE", details={"max_bytes": max_bytes}
-        )
-    data = decode_base64(encoded)
-    budget[0] -= len(data)
-    return data
-
-
 class FhirDocumentExtractor(Extractor):
     kind = DocumentKind.fhir
     name = "fhir-attachments"
+    isolated = True
 
-    def __init__(self, settings: ExtractionSettings, nested: Nested, *, max_bytes: int):
+    def __init__(self, settings: ExtractionSettings, nested: Nested):
         self._settings = settings
         self._nested = nested
-        self._max_bytes = max_bytes
 
     async def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
         attachments = await run(
-            read_attachments, source.data, max_bytes=self._max_bytes, max_depth=self._settings.container_max_depth
+            read_attachments, source.data, max_depth=self._settings.container_max_depth
         )
         if attachments is None:
             text, encoding = await run(decode_text, source.data)

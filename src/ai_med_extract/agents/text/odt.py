@@ -27,6 +27,7 @@ def corrupt() -> Unprocessable:
 class OdtExtractor(Extractor):
     kind = DocumentKind.odt
     name = "odfpy"
+    isolated = True
 
     def __init__(self, settings: ExtractionSettings):
         self._settings = settings

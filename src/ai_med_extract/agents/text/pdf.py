@@ -6,10 +6,12 @@ not mostly undecodable glyphs. A page with only a short text layer (a fax header
 scan-sized image is OCR'd too, and the richer text kept. Pages are rendered at ``ocr_dpi``, lowered
 for huge pages so that no bitmap exceeds ``max_image_pixels``.
 
-With ``page_workers`` > 1 the pages are read by a process pool in ranges (``pages.py``); each range
-is a ``read_pdf_pages`` task that opens the document from its bytes, and the pages come back in
-page order. With 1 (the default) the document is opened once and read page by page in the job's
-thread, as before.
+All of it runs in parsing processes (``pages.ParseProcesses``) under the document's deadline, so a
+pathological file is killed there (``EXTRACTION_TIMEOUT``) instead of holding a thread of the service.
+With ``page_workers`` = 1 (the default) one process opens the document once and streams its pages
+back (``pdf_pages``); with more, the pages are read in ranges by that many processes at once, each a
+``read_pdf_pages`` task that opens the document from its bytes, and come back in page order. Built
+without parsing processes (``processes=None``) the extractor reads in the job's thread.
 
 Errors (stable codes): ``PDF_ENCRYPTED`` (422, no password given), ``PDF_PASSWORD_INCORRECT`` (422),
 ``TOO_MANY_PAGES`` (422), ``CORRUPT_PDF`` (422), ``IMAGE_TOO_LARGE`` (422, a page too big to render even
@@ -23,7 +25,7 @@ import io
 import logging
 import math
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,7 @@ from pypdf.errors import FileNotDecryptedError, WrongPasswordError
 from ai_med_extract.agents.text.base import ExtractionOutput, Extractor, Runner, Source, Step
 from ai_med_extract.agents.text.image import too_large
 from ai_med_extract.agents.text.ocr import OcrEngine
-from ai_med_extract.agents.text.pages import InlinePageRunner, PageRunner
+from ai_med_extract.agents.text.pages import InlinePageRunner, PageRunner, ParseProcesses
 from ai_med_extract.agents.text.result import DocumentKind, Method, SegmentKind
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError, Unprocessable
@@ -70,12 +72,23 @@ class PdfExtractor(Extractor):
     kind = DocumentKind.pdf
     name = "pypdf+pdfium+tesseract"
 
-    def __init__(self, settings: ExtractionSettings, ocr: OcrEngine, pages: PageRunner | None = None):
+    def __init__(
+        self,
+        settings: ExtractionSettings,
+        ocr: OcrEngine,
+        pages: PageRunner | None = None,
+        processes: ParseProcesses | None = None,
+    ):
         self._settings = settings
         self._ocr = ocr
         self._pages = pages or InlinePageRunner()
+        self._processes = processes
 
     async def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
+        if self._processes is not None:
+            async for step in self._extract_isolated(source, out, run):
+                yield step
+            return
         document = await run(self._open, source)
         try:
             total = document.page_count
@@ -90,6 +103,26 @@ class PdfExtractor(Extractor):
                     yield Step(index + 1, total, "page", page.method.value)
         finally:
             await run(document.close)
+
+    async def _extract_isolated(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
+        assert self._processes is not None
+        job = PdfJob(source.password, self._settings)
+        pages: AsyncGenerator[Any, None]
+        if self._pages.workers > 1:
+            total = await self._processes.call(pdf_page_count, source.data, job, deadline=source.deadline)
+            if total > 1:
+                pages = self._pages.results(read_pdf_pages, source.data, job, total, run,
+                                            deadline=source.deadline)
+            else:
+                pages = self._processes.stream(pdf_pages, source.data, job, deadline=source.deadline)
+                await anext(pages)
+        else:
+            pages = self._processes.stream(pdf_pages, source.data, job, deadline=source.deadline)
+            total = await anext(pages)
+        async with contextlib.aclosing(pages):
+            async for index, page in pages:
+                self._add(out, index, page)
+                yield Step(index + 1, total, "page", page.method.value)
 
     def _add(self, out: ExtractionOutput, index: int, page: PageResult) -> None:
         out.assembler.add(
@@ -123,6 +156,27 @@ def read_pdf_pages(data: bytes, job: PdfJob, pages: range) -> list[PageResult]:
     document = open_pdf(data, job.password, job.settings, OcrEngine(job.settings))
     try:
         return [document.read_page(index) for index in pages]
+    finally:
+        document.close()
+
+
+def pdf_page_count(data: bytes, job: PdfJob) -> int:
+    """A task (runs in a parsing process): open the document, check it, count its pages."""
+    document = open_pdf(data, job.password, job.settings, OcrEngine(job.settings))
+    try:
+        return document.page_count
+    finally:
+        document.close()
+
+
+def pdf_pages(data: bytes, job: PdfJob) -> Iterator[Any]:
+    """A streaming task (runs in a parsing process): the page count, then ``(index, PageResult)`` for
+    every page, from one opening of the document."""
+    document = open_pdf(data, job.password, job.settings, OcrEngine(job.settings))
+    try:
+        yield document.page_count
+        for index in range(document.page_count):
+            yield index, document.read_page(index)
     finally:
         document.close()
 

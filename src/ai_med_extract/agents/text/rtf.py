@@ -31,6 +31,7 @@ def read_rtf(data: bytes) -> str:
 class RtfExtractor(Extractor):
     kind = DocumentKind.rtf
     name = "striprtf"
+    isolated = True
 
     async def extract(self, source: Source, out: ExtractionOutput, run: Runner) -> AsyncIterator[Step]:
         text = await run(read_rtf, source.data)

@@ -82,6 +82,7 @@ def check_zip_container(
 class DocxExtractor(Extractor):
     kind = DocumentKind.docx
     name = "python-docx"
+    isolated = True
 
     def __init__(self, settings: ExtractionSettings):
         self._settings = settings

@@ -75,7 +75,8 @@ async def scrub_phi(
     if body.operator is Operator.reversible:
         repo = PhiMappingRepository(services.cipher)
         mapping_id = await repo.save(
-            session, result.mapping, patient_ref=agent.patient_ref(body.patient_key), created_by=principal.user_id,
+            session, result.mapping, patient_ref=agent.patient_ref(body.patient_key), key_id=agent.key_id,
+            created_by=principal.user_id,
             tenant=principal.tenant,
         )
     counts = result.counts()
