@@ -191,6 +191,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keyring=keyring,
     )
     app.state.services = services
+    events.on_key_revoked(services.keys.forget)  # revoked by another process: forgotten here too
     await events.listen(settings.database.url)
     await runner.start()
     sweeper = asyncio.create_task(_retention_sweep(services), name="retention-sweep")

@@ -89,8 +89,8 @@ async def resolve_principal(request: Request, services: Services) -> Principal:
     principal: Principal
     if services.settings.security.auth_enabled:
         token = _token(request)
-        found = None
-        if token:
+        found = services.keys.cached(token) if token else None
+        if token and found is None:
             async with services.sessionmaker() as session:
                 found = await services.keys.authenticate(session, token)
         if found is None:

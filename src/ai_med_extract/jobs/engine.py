@@ -66,7 +66,8 @@ class ProcrastinateRunner(JobRunner):
     runs_jobs = False
 
     def __init__(self, settings: Settings):
-        self._app = build_app(settings, max_connections=2)
+        # One connection per concurrent upload that is deferring its job (16 clients need a few).
+        self._app = build_app(settings, max_connections=max(4, settings.database.pool_size))
         self._opened = False
 
     async def start(self) -> None:
