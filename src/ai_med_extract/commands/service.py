@@ -10,7 +10,7 @@ import typer
 
 from ai_med_extract.commands.conventions import finish
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import Role
+from ai_med_extract.security.role import Role
 
 # The migrations are part of the package, so an installed wheel can upgrade a database.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "db" / "migrations"

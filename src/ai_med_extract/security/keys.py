@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import utcnow
-from ai_med_extract.db.models import ApiKey, Role
+from ai_med_extract.db.models import ApiKey
+from ai_med_extract.security.role import Role
 
 KEY_PREFIX = "ame_"
 
