@@ -336,9 +336,6 @@ class PhiRecognizerSettings(BaseModel):
 class PhiSettings(BaseModel):
     ner: bool = Field(True, description="Run the spaCy NER layer where cheap layers leave doubt")
     recognizers: PhiRecognizerSettings = Field(default_factory=PhiRecognizerSettings)
-    default_operator: str = Field(
-        "redact", pattern="^(redact|mask|surrogate|reversible)$", description="Operator when none is asked"
-    )
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ai_med_extract.cli import app as cli_app
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import Role
+from ai_med_extract.security.role import Role
 from tests.conftest import TEST_SECRET
 from tests.support import running_app
 

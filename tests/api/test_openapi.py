@@ -16,7 +16,7 @@ import pytest
 
 from ai_med_extract.api.openapi import api_routes, route_access
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import Role
+from ai_med_extract.security.role import Role
 from tests.support import running_app
 
 ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"

@@ -152,7 +152,7 @@ def test_workers_run_the_jobs_and_scale_on_the_queue_depth_the_api_exports() -> 
     assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "job_queue_depth"
     from ai_med_extract.observability import metrics
 
-    assert metrics.JOB_QUEUE_DEPTH._name == "job_queue_depth"
+    assert [m.name for m in metrics.JOB_QUEUE_DEPTH.describe()] == ["job_queue_depth"]
     ports = {p["name"]: p["containerPort"] for p in worker_container(docs)["ports"]}
     assert ports["metrics"] == int(config["AME_JOBS__WORKER_METRICS_PORT"])
 

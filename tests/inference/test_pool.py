@@ -126,7 +126,7 @@ async def test_a_generation_past_its_timeout_is_stopped_and_the_model_stays_usab
     with pytest.raises(GenerationTimeout) as caught:
         await pool.generate(ask("a", max_tokens=4000, timeout_s=0.05))
 
-    llm = pool._slots["a"].backend.llm  # the llama.cpp context: how far did it get?
+    llm = pool.residency.slots["a"].backend.llm  # the llama.cpp context: how far did it get?
     assert caught.value.code == "GENERATION_TIMEOUT" and caught.value.status_code == 504
     assert llm.n_tokens < 3000  # stopped between tokens, not run to max_tokens
     after = await pool.generate(ask("a", max_tokens=4))
@@ -140,7 +140,7 @@ async def test_closing_a_stream_early_cancels_the_generation(make_pool, tiny_ggu
     await anext(stream)
     await stream.aclose()  # what the SSE response does when the client goes away
 
-    assert pool._slots["a"].backend.llm.n_tokens < 3000
+    assert pool.residency.slots["a"].backend.llm.n_tokens < 3000
     assert pool.describe_model("a")["in_use"] == 0 and (await pool.generate(ask("a"))).model == "a"
 
 

@@ -11,8 +11,9 @@ from sqlalchemy import select, update
 
 from ai_med_extract.db.base import utcnow
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
-from ai_med_extract.db.models import Job, JobEvent, JobStatus
+from ai_med_extract.db.models import Job, JobEvent
 from ai_med_extract.jobs.repository import IncomingFile, JobRepository
+from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.storage.cipher import Cipher
 from ai_med_extract.storage.files import FileStore
 from tests.conftest import TEST_ENCRYPTION_KEY

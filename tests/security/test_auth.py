@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ai_med_extract.db.models import Role
+from ai_med_extract.security.role import Role
 from tests.support import running_app
 
 

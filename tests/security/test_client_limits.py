@@ -15,9 +15,10 @@ from limits import RateLimitItemPerSecond
 from sqlalchemy import select
 
 from ai_med_extract.config import RateLimitSettings
-from ai_med_extract.db.models import AuditLog, Role
+from ai_med_extract.db.models import AuditLog
 from ai_med_extract.security.clients import resolve_client
 from ai_med_extract.security.ratelimit import BoundedMemoryStorage, RateLimiter
+from ai_med_extract.security.role import Role
 from tests.support import running_app
 
 MISSING_JOB = "/job/00000000-0000-0000-0000-000000000000"

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ai_med_extract.config import DatabaseSettings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
-from ai_med_extract.db.models import Role
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.security.keyring import Keyring
 from ai_med_extract.security.keys import KeyService
+from ai_med_extract.security.role import Role
 from ai_med_extract.storage.cipher import Cipher
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_SECRET
 from tests.jobs.test_listener import pg_database  # noqa: F401 - a fixture

@@ -23,9 +23,10 @@ from sqlalchemy import select
 
 from ai_med_extract.commands.service import _with_session
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import AuditLog, Role
+from ai_med_extract.db.models import AuditLog
 from ai_med_extract.security.keyring import Keyring
 from ai_med_extract.security.keys import KeyService
+from ai_med_extract.security.role import Role
 from ai_med_extract.storage.secrets import load_secrets
 from tests.agents.summary.synthetic import make_bundle
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_SECRET, _pg_execute, _pg_url

@@ -97,8 +97,8 @@ def shot() -> object:
 def create_api_key(settings: Settings, role: str) -> str:
     """Create an API key in the server's database (own engine and loop) and return its token."""
     from ai_med_extract.db.engine import create_engine, create_sessionmaker
-    from ai_med_extract.db.models import Role
     from ai_med_extract.security.keys import KeyService
+    from ai_med_extract.security.role import Role
     from ai_med_extract.storage.secrets import load_secrets
 
     async def work() -> str:

@@ -80,7 +80,7 @@ async def test_whoami_names_the_role_of_a_valid_key_and_refuses_a_missing_one(se
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "AUTH_REQUIRED"
         services = client.app.state.services  # type: ignore[attr-defined]
-        from ai_med_extract.db.models import Role
+        from ai_med_extract.security.role import Role
 
         async with services.sessionmaker() as session, session.begin():
             _, token = await services.keys.create(session, name="web-test", role=Role.clinician)

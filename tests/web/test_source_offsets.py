@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from ai_med_extract.agents.medical.fhir import GROUNDING_URL
-from ai_med_extract.db.models import Role
+from ai_med_extract.security.role import Role
 from tests.support import running_app
 
 NOTE = (

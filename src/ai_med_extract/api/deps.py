@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.audit.trail import AuditEntry
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import Role
 from ai_med_extract.errors import Forbidden, TooManyRequests, Unauthorized
 from ai_med_extract.observability import metrics
 from ai_med_extract.security.access import Access
 from ai_med_extract.security.clients import resolve_client
 from ai_med_extract.security.keys import ANONYMOUS_ADMIN, Principal
+from ai_med_extract.security.role import Role
 from ai_med_extract.services import Services
 
 

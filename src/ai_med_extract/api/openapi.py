@@ -29,8 +29,8 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, Field
 
 from ai_med_extract.api import deps
-from ai_med_extract.db.models import Role
 from ai_med_extract.errors import NotFound
+from ai_med_extract.security.role import Role
 
 API_KEY_SCHEME = "ApiKey"
 BEARER_SCHEME = "Bearer"

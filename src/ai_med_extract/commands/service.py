@@ -10,7 +10,7 @@ import typer
 
 from ai_med_extract.commands.conventions import finish, usage_error
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import Role
+from ai_med_extract.security.role import Role
 from ai_med_extract.security.rotation import RotationTarget
 
 # The migrations are part of the package, so an installed wheel can upgrade a database.

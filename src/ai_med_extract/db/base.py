@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String
 from sqlalchemy.dialects import postgresql
@@ -36,3 +37,16 @@ def as_utc(value: datetime) -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Sealer(Protocol):
+    """What the repositories of ``_enc`` columns need to seal and open them (``storage.cipher.Cipher``,
+    handed in by the composition root; the db layer does not import storage)."""
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> bytes: ...
+
+    def encrypt_json(self, value: Any) -> bytes: ...
+
+    def decrypt_json(self, token: bytes) -> Any: ...

@@ -18,9 +18,8 @@ from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstrain
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ai_med_extract.db.base import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from ai_med_extract.db.base import Base, BigIntPK, JSONType, Sealer, UTCDateTime, utcnow
 from ai_med_extract.errors import Conflict, NotFound
-from ai_med_extract.storage.cipher import Cipher
 
 
 class MedicalRecord(Base):
@@ -80,7 +79,7 @@ class RecordView:
 class MedicalRecordRepository:
     """All SQL for medical records. Flushes only; the request's session commits."""
 
-    def __init__(self, cipher: Cipher) -> None:
+    def __init__(self, cipher: Sealer) -> None:
         self._cipher = cipher
 
     async def create(

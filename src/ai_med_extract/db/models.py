@@ -7,7 +7,6 @@ patient data (results, event payloads, file names) is encrypted before it reache
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -25,28 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ai_med_extract.db.base import Base, BigIntPK, IPAddress, JSONType, UTCDateTime, utcnow
-
-
-class Role(StrEnum):
-    reader = "reader"
-    clinician = "clinician"
-    admin = "admin"
-
-    @property
-    def rank(self) -> int:
-        return {"reader": 0, "clinician": 1, "admin": 2}[self.value]
-
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
 
 
 class ApiKey(Base):
@@ -81,7 +58,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), default="upload")
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # a jobs.status.JobStatus
     stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -14,8 +14,7 @@ from sqlalchemy import Integer, LargeBinary, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ai_med_extract.db.base import Base, UTCDateTime, utcnow
-from ai_med_extract.storage.cipher import Cipher
+from ai_med_extract.db.base import Base, Sealer, UTCDateTime, utcnow
 
 
 class PhiMapping(Base):
@@ -41,7 +40,7 @@ class StoredMapping:
 
 
 class PhiMappingRepository:
-    def __init__(self, cipher: Cipher) -> None:
+    def __init__(self, cipher: Sealer) -> None:
         self._cipher = cipher
 
     async def save(

@@ -1,95 +1,46 @@
-"""The model pool: owns every loaded model; agents and routes only ask it.
+"""The model pool: the one front door to every model; agents and routes only ask it.
 
-- Models load on first use (or explicitly), from the catalogue, through their backend.
-- At most ``max_models`` are loaded and at most ``max_memory_mb`` of measured memory is held; the least
-  recently used idle model is evicted first. A model in use (generating, or with requests waiting for
-  it) is never evicted; a load that needs its room waits for it to become idle.
-- Generation runs in worker threads, one at a time per model, with a deadline; a bounded number of
-  requests may wait for a busy model, beyond that ``MODEL_BUSY`` (503). Timeouts and client
-  disconnects set a cancel flag the backend checks between tokens.
-- Prompts are measured with the model's own tokenizer before generation (``CONTEXT_OVERFLOW``).
-- Backends named in ``isolated_backends`` (llama.cpp by default) run in a child process
-  (:mod:`.host`): a native crash there fails that call with ``INFERENCE_CRASHED`` and the next call
-  starts a new child; the service and its other jobs go on.
-- A model that cannot be loaded or fails gives way to its configured fallback, then to the
-  runtime fallback model, then to the text-based fallback; every step is reported and logged.
+It answers generation, streaming, transcription and token counts, and manages which models are
+loaded. The work is done by three parts, each in its own module:
+
+- :mod:`.residency`: loading on first use, the count and memory limits, least-recently-used
+  eviction, one request at a time per model with a bounded wait queue (``MODEL_BUSY``).
+- :mod:`.bridge`: backend code runs in worker threads with a deadline; timeouts and client
+  disconnects set a cancel flag the backend checks between tokens; backend exceptions become the
+  product's errors in one place.
+- :mod:`.fallback`: a model that cannot be loaded or fails gives way to its configured fallback,
+  then to the runtime fallback model, then to the text-based fallback; every step is reported.
+
+Prompts are measured with the model's own tokenizer before generation (``CONTEXT_OVERFLOW``).
+Backends named in ``isolated_backends`` (llama.cpp by default) run in a child process
+(:mod:`.host`): a native crash there fails that call with ``INFERENCE_CRASHED`` and the next call
+starts a new child; the service and its other jobs go on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import shutil
-import tempfile
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import numpy as np
-import psutil
 
 from ai_med_extract.config import ModelSettings, Settings
-from ai_med_extract.errors import AppError, BadRequest
-from ai_med_extract.inference.backends.base import (
-    Backend,
-    GenerationCancelled,
-    LoadContext,
-    SpeechBackend,
-    TextBackend,
-)
+from ai_med_extract.errors import BadRequest
+from ai_med_extract.inference.backends.base import SpeechBackend, TextBackend
 from ai_med_extract.inference.backends.factory import available_backends, backend_class
-from ai_med_extract.inference.catalogue import FALLBACK_MODEL, Catalogue, ModelEntry, ModelType
-from ai_med_extract.inference.errors import (
-    BackendUnavailable,
-    ContextOverflow,
-    GenerationFailed,
-    GenerationTimeout,
-    ModelBusy,
-    ModelLoadFailed,
-    ModelNotFound,
-    ModelTooLarge,
-    describe,
-)
-from ai_med_extract.inference.metrics import PoolMetrics, pool_metrics
+from ai_med_extract.inference.bridge import ThreadBridge
+from ai_med_extract.inference.catalogue import FALLBACK_MODEL, Catalogue, ModelType
+from ai_med_extract.inference.errors import ContextOverflow, ModelNotFound
+from ai_med_extract.inference.fallback import FallbackWalk, fallback_chain
 from ai_med_extract.inference.profiles import Profile, build_profile
-from ai_med_extract.inference.sources import ResolvedSource, resolve
+from ai_med_extract.inference.residency import MB, Residency, Slot
 from ai_med_extract.inference.types import Fallback, GenerationRequest, GenerationResult, Transcript
+from ai_med_extract.observability import metrics
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-MB = 1024 * 1024
-_DONE = object()
-STREAM_AHEAD = 32  # token pieces a stream may produce before its reader has taken them
-_WITHOUT_LOCAL_WEIGHTS = (ModelType.fallback, ModelType.openai)  # outside the count and memory limits
-
-
-@dataclass(eq=False)
-class _Slot:
-    entry: ModelEntry
-    backend: Backend
-    memory_bytes: int
-    load_s: float
-    source: str
-    last_used: float = field(default_factory=time.monotonic)
-    in_use: int = 0
-    waiting: int = 0
-    requests: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
-
-    @property
-    def counts_toward_limits(self) -> bool:
-        return self.entry.type not in _WITHOUT_LOCAL_WEIGHTS
 
 
 class ModelPool:
@@ -104,25 +55,11 @@ class ModelPool:
         self.settings = settings or ModelSettings()
         self.catalogue = catalogue
         self.profile = profile or build_profile(self.settings)
-        self.cache_dir = self.settings.cache_dir
         self.timeout_s = self.settings.generation_timeout_s
-        self.max_waiting = self.settings.max_waiting
-        self.metrics: PoolMetrics = pool_metrics()
+        self.bridge = ThreadBridge(max_workers=self.profile.max_models + 4, timeout_s=self.timeout_s)
+        self.residency = Residency(catalogue, settings=self.settings, profile=self.profile, bridge=self.bridge)
         self._default_model = catalogue.default_text_model()
         self._speech_model = speech_model or catalogue.default_speech()
-        self._slots: OrderedDict[str, _Slot] = OrderedDict()  # least recently used first
-        self._load_lock = asyncio.Lock()
-        self._idle = asyncio.Condition()
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.profile.max_models + 4, thread_name_prefix="model-pool"
-        )
-        self._download_dir: Path | None = None
-        self._closed = False
-        self._process = psutil.Process()
-        # Threads currently inside each backend's code (by id): a backend is never unloaded while
-        # one of them runs, even one whose caller has gone away (timeout, abandoned stream).
-        self._inside: Counter[int] = Counter()
-        self._inside_changed = threading.Condition()
 
     # ----------------------------------------------------------------- construction
 
@@ -150,59 +87,42 @@ class ModelPool:
 
     async def generate(self, req: GenerationRequest) -> GenerationResult:
         started = time.perf_counter()
-        fallbacks: list[Fallback] = []
-        chain = self._chain(req.model or self._default_model)
+        walk = FallbackWalk(fallback_chain(self.catalogue, req.model or self._default_model))
         deadline = time.monotonic() + (req.timeout_s or self.timeout_s)
-        for position, name in enumerate(chain):
-            last = position == len(chain) - 1
-            try:
-                slot = await self._acquire(name)
-            except ModelLoadFailed as exc:
-                if last:
-                    raise
-                self._record_fallback(fallbacks, name, chain[position + 1], exc)
-                continue
-            try:
-                backend = self._text_backend(slot)
-                async with self._turn(slot, deadline):
+        for attempt in walk:
+            async with attempt, self.residency.use(attempt.name) as slot:
+                backend = _text_backend(slot)
+                async with self.residency.turn(slot, deadline):
                     prompt_tokens = await self._check_context(slot, backend, req)
                     cancel = threading.Event()
                     began = time.perf_counter()
-                    completion = await self._blocking(
+                    completion = await self.bridge.call(
                         backend.generate, req, cancel, deadline=deadline, cancel=cancel, interrupt=backend
                     )
-                    took = time.perf_counter() - began
-            except (GenerationFailed, BackendUnavailable) as exc:
-                if last:
-                    raise
-                self._record_fallback(fallbacks, name, chain[position + 1], exc)
-                continue
-            finally:
-                await self._release(slot)
-            self._observe(slot, took, completion.completion_tokens, prompt_tokens)
-            result = GenerationResult(
-                text=completion.text,
-                model=name,
-                backend=slot.entry.type.value,
-                prompt_tokens=completion.prompt_tokens or prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                duration_s=time.perf_counter() - started,
-                fallbacks=tuple(fallbacks),
-                finish_reason=completion.finish_reason,
-            )
-            logger.info(
-                "generation finished",
-                extra={
-                    "model": name,
-                    "backend": result.backend,
-                    "prompt_tokens": result.prompt_tokens,
-                    "completion_tokens": result.completion_tokens,
-                    "duration_s": round(result.duration_s, 3),
-                    "fallbacks": len(fallbacks),
-                },
-            )
-            return result
-        raise AssertionError("unreachable: the chain is never empty")
+                    _observe(slot, time.perf_counter() - began, completion.completion_tokens, prompt_tokens)
+                result = GenerationResult(
+                    text=completion.text,
+                    model=slot.name,
+                    backend=slot.entry.type.value,
+                    prompt_tokens=completion.prompt_tokens or prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    duration_s=time.perf_counter() - started,
+                    fallbacks=tuple(walk.taken),
+                    finish_reason=completion.finish_reason,
+                )
+                logger.info(
+                    "generation finished",
+                    extra={
+                        "model": result.model,
+                        "backend": result.backend,
+                        "prompt_tokens": result.prompt_tokens,
+                        "completion_tokens": result.completion_tokens,
+                        "duration_s": round(result.duration_s, 3),
+                        "fallbacks": len(walk.taken),
+                    },
+                )
+                return result
+        raise AssertionError("unreachable: the last model of a chain never gives way")
 
     async def stream(
         self, req: GenerationRequest, *, fallbacks: list[Fallback] | None = None
@@ -211,36 +131,18 @@ class ModelPool:
 
         Closing the iterator early (a client going away) cancels the generation.
         """
-        taken = fallbacks if fallbacks is not None else []
-        chain = self._chain(req.model or self._default_model)
+        walk = FallbackWalk(fallback_chain(self.catalogue, req.model or self._default_model), taken=fallbacks)
         deadline = time.monotonic() + (req.timeout_s or self.timeout_s)
-        for position, name in enumerate(chain):
-            last = position == len(chain) - 1
-            try:
-                slot = await self._acquire(name)
-            except ModelLoadFailed as exc:
-                if last:
-                    raise
-                self._record_fallback(taken, name, chain[position + 1], exc)
-                continue
-            produced = False
-            try:
-                backend = self._text_backend(slot)
-                async with self._turn(slot, deadline):
+        for attempt in walk:
+            async with attempt, self.residency.use(attempt.name) as slot:
+                backend = _text_backend(slot)
+                async with self.residency.turn(slot, deadline):
                     prompt_tokens = await self._check_context(slot, backend, req)
                     began = time.perf_counter()
-                    async for piece in self._pump(backend, req, deadline):
-                        produced = True
+                    async for piece in self.bridge.stream(backend, req, deadline):
+                        attempt.produced = True  # from here on, no other model may take over
                         yield piece
-                    took = time.perf_counter() - began
-                    self._observe(slot, took, backend.last.completion_tokens, prompt_tokens)
-                return
-            except (GenerationFailed, BackendUnavailable) as exc:
-                if last or produced:
-                    raise
-                self._record_fallback(taken, name, chain[position + 1], exc)
-            finally:
-                await self._release(slot)
+                    _observe(slot, time.perf_counter() - began, backend.last.completion_tokens, prompt_tokens)
 
     async def transcribe(self, audio: np.ndarray, *, model: str | None = None) -> Transcript:
         if not isinstance(audio, np.ndarray) or audio.ndim != 1:
@@ -250,68 +152,43 @@ class ModelPool:
         requested = model or self._speech_model
         if requested is None:
             raise ModelNotFound("no speech model is configured in the model catalogue")
-        fallbacks: list[Fallback] = []
-        chain = self._chain(requested, text=False)
+        walk = FallbackWalk(fallback_chain(self.catalogue, requested, text=False))
         deadline = time.monotonic() + self.timeout_s
-        for position, name in enumerate(chain):
-            last = position == len(chain) - 1
-            try:
-                slot = await self._acquire(name)
-            except ModelLoadFailed as exc:
-                if last:
-                    raise
-                self._record_fallback(fallbacks, name, chain[position + 1], exc)
-                continue
-            try:
+        for attempt in walk:
+            async with attempt, self.residency.use(attempt.name) as slot:
                 backend = slot.backend
                 if not isinstance(backend, SpeechBackend):
-                    raise BadRequest(f"model {name!r} is not a speech model", code="NOT_A_SPEECH_MODEL")
-                async with self._turn(slot, deadline):
+                    raise BadRequest(f"model {slot.name!r} is not a speech model", code="NOT_A_SPEECH_MODEL")
+                async with self.residency.turn(slot, deadline):
                     cancel = threading.Event()
                     began = time.perf_counter()
-                    transcript = await self._blocking(
+                    transcript = await self.bridge.call(
                         backend.transcribe, audio, cancel, deadline=deadline, cancel=cancel
                     )
-                    self._observe(slot, time.perf_counter() - began, 0, 0)
-            except GenerationFailed as exc:
-                if last:
-                    raise
-                self._record_fallback(fallbacks, name, chain[position + 1], exc)
-                continue
-            finally:
-                await self._release(slot)
-            if fallbacks:
-                transcript = Transcript(
+                    _observe(slot, time.perf_counter() - began, 0, 0)
+                if not walk.taken:
+                    return transcript
+                return Transcript(
                     segments=transcript.segments,
                     language=transcript.language,
                     duration_s=transcript.duration_s,
                     model=transcript.model,
                     backend=transcript.backend,
-                    fallbacks=tuple(fallbacks),
+                    fallbacks=tuple(walk.taken),
                 )
-            return transcript
-        raise AssertionError("unreachable: the chain is never empty")
+        raise AssertionError("unreachable: the last model of a chain never gives way")
 
     async def count_tokens(self, text: str, model: str | None = None) -> int:
         """Tokens of ``text`` by the tokenizer of the model that would serve ``model``."""
-        chain = self._chain(model or self._default_model)
-        for position, name in enumerate(chain):
-            try:
-                slot = await self._acquire(name)
-            except ModelLoadFailed:
-                if position == len(chain) - 1:
-                    raise
-                continue
-            try:
-                backend = self._text_backend(slot)
-                return await self._blocking(backend.count_tokens, text)
-            finally:
-                await self._release(slot)
-        raise AssertionError("unreachable: the chain is never empty")
+        walk = FallbackWalk(fallback_chain(self.catalogue, model or self._default_model), record=False)
+        for attempt in walk:
+            async with attempt, self.residency.use(attempt.name) as slot:
+                return await self.bridge.call(_text_backend(slot).count_tokens, text)
+        raise AssertionError("unreachable: the last model of a chain never gives way")
 
     def context_window(self, model: str | None = None) -> int:
         name = model or self._default_model
-        slot = self._slots.get(name)
+        slot = self.residency.slots.get(name)
         if slot is not None and isinstance(slot.backend, TextBackend):
             return slot.backend.context_window()
         entry = self.catalogue.get(name)
@@ -322,21 +199,12 @@ class ModelPool:
         return entry.n_ctx or self.profile.n_ctx
 
     async def close(self) -> None:
-        if self._closed:
+        if self.residency.closed:
             return
-        self._closed = True
-        # calls already past _acquire finish (or time out) before their model is unloaded under them
-        deadline = time.monotonic() + self.timeout_s
-        async with self._idle:
-            while any(s.in_use for s in self._slots.values()) and (left := deadline - time.monotonic()) > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), left)
-        async with self._load_lock:
-            for slot in list(self._slots.values()):
-                await self._unload(slot, reason="shutdown")
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._download_dir is not None:
-            shutil.rmtree(self._download_dir, ignore_errors=True)
+        # calls already in progress finish (or time out) before their model is unloaded under them
+        await self.residency.close(self.timeout_s)
+        self.bridge.shutdown()
+        self.residency.remove_downloads()
 
     # ----------------------------------------------------------------- management
 
@@ -350,23 +218,16 @@ class ModelPool:
 
     def loaded(self) -> list[str]:
         """Loaded model names, least recently used first."""
-        return list(self._slots)
+        return list(self.residency.slots)
 
     async def load(self, name: str) -> dict[str, Any]:
         """Load ``name`` now (no fallback: errors say why it cannot be loaded)."""
-        slot = await self._acquire(name)
-        await self._release(slot)
+        async with self.residency.use(name):
+            pass
         return self.describe_model(name)
 
     async def unload(self, name: str) -> bool:
-        async with self._load_lock:
-            slot = self._slots.get(name)
-            if slot is None:
-                return False
-            if slot.in_use:
-                raise ModelBusy(f"model {name!r} is in use", details={"model": name}, retry_after=5)
-            await self._unload(slot, reason="request")
-            return True
+        return await self.residency.unload(name)
 
     async def switch(self, name: str) -> dict[str, Any]:
         """Make ``name`` the default text (or speech) model, loading it first."""
@@ -381,7 +242,7 @@ class ModelPool:
 
     def describe_model(self, name: str) -> dict[str, Any]:
         entry = self.catalogue.get(name)
-        slot = self._slots.get(name)
+        slot = self.residency.slots.get(name)
         info: dict[str, Any] = {
             "name": entry.name,
             "type": entry.type.value,
@@ -436,13 +297,13 @@ class ModelPool:
         }
 
     def memory_used_bytes(self) -> int:
-        return sum(s.memory_bytes for s in self._slots.values() if s.counts_toward_limits)
+        return self.residency.memory_used_bytes()
 
     def health(self) -> dict[str, Any]:
         """Cheap readiness summary (nothing is loaded or imported)."""
         backends = available_backends()
         default_type = self.catalogue.get(self._default_model).type.value
-        status = "closed" if self._closed else ("ok" if backends.get(default_type) else "degraded")
+        status = "closed" if self.residency.closed else ("ok" if backends.get(default_type) else "degraded")
         return {
             "ok": status == "ok",
             "status": status,
@@ -457,7 +318,7 @@ class ModelPool:
                     "memory_mb": round(s.memory_bytes / MB, 1),
                     "in_use": s.in_use,
                 }
-                for s in self._slots.values()
+                for s in self.residency.slots.values()
             ],
             "memory_used_mb": round(self.memory_used_bytes() / MB, 1),
             "max_memory_mb": self.profile.max_memory_mb,
@@ -467,37 +328,8 @@ class ModelPool:
 
     # ----------------------------------------------------------------- internals
 
-    def _chain(self, requested: str, *, text: bool = True) -> list[str]:
-        entry = self.catalogue.get(requested)  # MODEL_NOT_FOUND for unknown names: no fallback
-        chain = [requested]
-        if entry.fallback:
-            chain.append(entry.fallback)
-        runtime = self.catalogue.runtime_behavior
-        if text and runtime.fallback_model:
-            chain.append(runtime.fallback_model)
-        if text and runtime.text_fallback:
-            chain.append(FALLBACK_MODEL)
-        unique: list[str] = []
-        for name in chain:
-            if name not in unique:
-                unique.append(name)
-        return unique
-
-    def _record_fallback(
-        self, fallbacks: list[Fallback], failed: str, next_name: str, exc: BaseException
-    ) -> None:
-        reason = exc.code if isinstance(exc, AppError) else type(exc).__name__
-        fallbacks.append(Fallback(requested=failed, used=next_name, reason=reason))
-        self.metrics.fallbacks.labels(failed, next_name).inc()
-        logger.warning("model fallback", extra={"requested": failed, "used": next_name, **describe(exc)})
-
-    def _text_backend(self, slot: _Slot) -> TextBackend:
-        if not isinstance(slot.backend, TextBackend):
-            raise BadRequest(f"model {slot.name!r} is not a text model", code="NOT_A_TEXT_MODEL")
-        return slot.backend
-
-    async def _check_context(self, slot: _Slot, backend: TextBackend, req: GenerationRequest) -> int:
-        prompt_tokens = await self._blocking(backend.prompt_tokens, req)
+    async def _check_context(self, slot: Slot, backend: TextBackend, req: GenerationRequest) -> int:
+        prompt_tokens = await self.bridge.call(backend.prompt_tokens, req)
         window = backend.context_window()
         if prompt_tokens < 0:  # a remote model without a tokenizer: the server checks
             return 0
@@ -507,374 +339,16 @@ class ModelPool:
             )
         return prompt_tokens
 
-    def _observe(self, slot: _Slot, seconds: float, tokens: int, prompt_tokens: int) -> None:
-        self.metrics.inference_time.labels(slot.name).observe(seconds)
-        if tokens:
-            self.metrics.tokens.labels(slot.name).inc(tokens)
-        if prompt_tokens:
-            self.metrics.prompt_tokens.labels(slot.name).inc(prompt_tokens)
 
-    async def _blocking(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        deadline: float | None = None,
-        cancel: threading.Event | None = None,
-        interrupt: Backend | None = None,
-    ) -> T:
-        """Run ``fn`` in a worker thread; on timeout or cancellation, flag it and wait for it to stop."""
-        loop = asyncio.get_running_loop()
-        owner = getattr(fn, "__self__", None)
-        future: asyncio.Future[T] = loop.run_in_executor(
-            self._executor, self._inside_backend(owner, fn) if owner is not None else fn, *args
-        )
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            if cancel is not None:
-                cancel.set()
-                self._interrupt(interrupt)
-            await self._drain(future)
-            raise GenerationTimeout(
-                "generation did not finish within its time limit", details={"timeout_s": self.timeout_s}
-            ) from None
-        except asyncio.CancelledError:
-            if cancel is not None:
-                cancel.set()
-                self._interrupt(interrupt)
-            await self._drain(future)
-            raise
-        except GenerationCancelled:
-            raise GenerationTimeout("generation was cancelled") from None
-        except AppError:
-            raise
-        except Exception as exc:
-            logger.error("backend failure", extra=describe(exc))
-            raise GenerationFailed(f"the model failed ({type(exc).__name__})") from exc
-
-    @staticmethod
-    def _interrupt(backend: Backend | None) -> None:
-        if backend is None:
-            return
-        try:
-            backend.interrupt()
-        except Exception as exc:  # best effort: the cancel flag still stops it between tokens
-            logger.warning("interrupt failed", extra=describe(exc))
-
-    @staticmethod
-    async def _drain(future: Awaitable[Any]) -> None:
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(future)
-
-    async def _pump(
-        self, backend: TextBackend, req: GenerationRequest, deadline: float
-    ) -> AsyncIterator[str]:
-        """Run the backend's token iterator in a thread and hand its pieces to the event loop."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-        room = threading.Semaphore(STREAM_AHEAD)  # a slow reader holds the generation back
-
-        def work() -> None:
-            try:
-                for piece in backend.stream(req, cancel):
-                    while not room.acquire(timeout=0.05) and not cancel.is_set():
-                        pass
-                    if cancel.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, piece)
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-            except BaseException as exc:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-
-        future = loop.run_in_executor(self._executor, self._inside_backend(backend, work))
-        try:
-            while True:
-                timeout = max(0.0, deadline - time.monotonic())
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout)
-                except TimeoutError:
-                    raise GenerationTimeout(
-                        "generation did not finish within its time limit",
-                        details={"timeout_s": self.timeout_s},
-                    ) from None
-                if item is _DONE:
-                    return
-                if isinstance(item, GenerationCancelled):
-                    raise GenerationTimeout("generation was cancelled")
-                if isinstance(item, AppError):
-                    raise item
-                if isinstance(item, BaseException):
-                    logger.error("backend failure", extra=describe(item))
-                    raise GenerationFailed(f"the model failed ({type(item).__name__})") from item
-                room.release()
-                yield item
-        finally:
-            if not future.done():
-                cancel.set()
-                self._interrupt(backend)
-            await self._drain(future)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, slot: _Slot, deadline: float) -> AsyncIterator[None]:
-        """Exclusive use of a model; a bounded number of requests may wait for it."""
-        if slot.lock.locked() and slot.waiting >= self.max_waiting:
-            raise ModelBusy(
-                f"model {slot.name!r} is busy and {slot.waiting} requests are already waiting",
-                details={"model": slot.name, "waiting": slot.waiting},
-                retry_after=5,
-            )
-        slot.waiting += 1
-        try:
-            async with asyncio.timeout_at(
-                asyncio.get_running_loop().time() + max(0.0, deadline - time.monotonic())
-            ):
-                await slot.lock.acquire()
-        except TimeoutError:
-            raise ModelBusy(
-                f"model {slot.name!r} stayed busy for the whole time limit",
-                details={"model": slot.name},
-                retry_after=5,
-            ) from None
-        finally:
-            slot.waiting -= 1
-        try:
-            slot.requests += 1
-            yield
-        finally:
-            slot.lock.release()
-
-    async def _acquire(self, name: str) -> _Slot:
-        """The loaded model ``name``, loading it if needed; marked in use until ``_release``."""
-        if self._closed:
-            raise ModelLoadFailed("the model pool is shut down", code="POOL_CLOSED")
-        slot = self._slots.get(name)
-        if slot is None:
-            async with self._load_lock:
-                slot = self._slots.get(name)
-                if slot is None:
-                    slot = await self._load(self.catalogue.get(name))
-        slot.in_use += 1
-        slot.last_used = time.monotonic()
-        self._slots.move_to_end(name)
-        return slot
-
-    async def _release(self, slot: _Slot) -> None:
-        slot.in_use -= 1
-        if slot.in_use == 0:
-            async with self._idle:
-                self._idle.notify_all()
-
-    def _resolve(self, entry: ModelEntry) -> ResolvedSource | None:
-        if entry.type in (ModelType.fallback, ModelType.openai):
-            return None
-        if entry.type is ModelType.openai_whisper and entry.checkpoint and not (entry.path or entry.package):
-            return None  # openai-whisper finds or fetches its own checkpoint
-        if not self.catalogue.runtime_behavior.cache_runtime_downloads and self._download_dir is None:
-            self._download_dir = Path(tempfile.mkdtemp(prefix="ame-models-"))
-        return resolve(
-            entry,
-            self.catalogue.runtime_behavior,
-            base_dir=self.catalogue.base_dir,
-            cache_dir=self.cache_dir,
-            download_dir=self._download_dir,
-        )
-
-    async def _load(self, entry: ModelEntry) -> _Slot:
-        """Load under the load lock: make room, load in a thread, measure, enforce the limits."""
-        try:
-            cls = backend_class(entry.type)
-        except ImportError as exc:
-            raise BackendUnavailable(
-                f"model {entry.name!r}: the {entry.type.value} backend cannot be imported",
-                details={"model": entry.name},
-            ) from exc
-        if not cls.is_available():
-            raise BackendUnavailable(
-                f"model {entry.name!r}: the {entry.type.value} backend needs {', '.join(cls.requires)}, "
-                "which is not installed",
-                details={"model": entry.name, "backend": entry.type.value},
-            )
-        loop = asyncio.get_running_loop()
-        source = await loop.run_in_executor(self._executor, self._resolve, entry)
-        estimate = source.size_bytes() if source is not None else 0
-        limit = self.profile.max_memory_mb * MB
-        counts = entry.type not in _WITHOUT_LOCAL_WEIGHTS
-        if counts and estimate > limit:
-            raise ModelTooLarge(
-                f"model {entry.name!r} needs about {estimate // MB} MB, more than the pool's "
-                f"{self.profile.max_memory_mb} MB",
-                details={"model": entry.name, "estimate_mb": estimate // MB},
-            )
-        if counts:
-            await self._make_room(estimate)
-        ctx = LoadContext(
-            entry=entry,
-            source=source,
-            profile=self.profile,
-            cache_dir=self.cache_dir,
-            allow_downloads=self.catalogue.runtime_behavior.allow_runtime_downloads,
-        )
-        backend: Backend
-        if entry.type.value in self.settings.isolated_backends and issubclass(cls, TextBackend):
-            from ai_med_extract.inference.host import HostedBackend
-
-            backend = HostedBackend(cls, ctx)
-        else:
-            backend = cls(ctx)
-        rss_before = self._process.memory_info().rss
-        gpu_before = _gpu_allocated()
-        began = time.perf_counter()
-        try:
-            await loop.run_in_executor(self._executor, backend.load)
-        except AppError:
-            raise
-        except Exception as exc:
-            logger.error("model load failed", extra={"model": entry.name, **describe(exc)})
-            raise ModelLoadFailed(
-                f"model {entry.name!r} could not be loaded ({type(exc).__name__})",
-                details={"model": entry.name, "backend": entry.type.value},
-            ) from exc
-        load_s = time.perf_counter() - began
-        measured = max(
-            self._process.memory_info().rss - rss_before,
-            _gpu_allocated() - gpu_before,
-            backend.memory_bytes() or 0,
-            0,
-        )
-        if counts and measured > limit:
-            await loop.run_in_executor(self._executor, backend.unload)
-            raise ModelTooLarge(
-                f"model {entry.name!r} takes {measured // MB} MB, more than the pool's {self.profile.max_memory_mb} MB",
-                details={"model": entry.name, "memory_mb": measured // MB},
-            )
-        slot = _Slot(
-            entry=entry,
-            backend=backend,
-            memory_bytes=measured if counts else 0,
-            load_s=load_s,
-            source=source.origin if source else "none",
-        )
-        self._slots[entry.name] = slot
-        self.metrics.load_time.labels(entry.name).observe(load_s)
-        self.metrics.memory.labels(entry.name).set(slot.memory_bytes)
-        logger.info(
-            "model loaded",
-            extra={
-                "model": entry.name,
-                "backend": entry.type.value,
-                "device": backend.device,
-                "load_s": round(load_s, 3),
-                "memory_mb": round(slot.memory_bytes / MB, 1),
-                "source": slot.source,
-            },
-        )
-        if counts:
-            await self._evict_over_memory(keep=slot)
-        return slot
-
-    async def _make_room(self, estimate: int) -> None:
-        """Evict idle models (LRU first) until one more model of ``estimate`` bytes fits; wait if all are busy."""
-        limit = self.profile.max_memory_mb * MB
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            counted = [s for s in self._slots.values() if s.counts_toward_limits]
-            too_many = len(counted) >= self.profile.max_models
-            too_big = self.memory_used_bytes() + estimate > limit
-            if not (too_many or too_big):
-                return
-            victim = next((s for s in counted if s.in_use == 0), None)
-            if victim is not None:
-                await self._unload(victim, reason="count" if too_many else "memory")
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ModelBusy(
-                    "every loaded model is busy; no room to load another",
-                    retry_after=5,
-                    details={"loaded": len(counted)},
-                )
-            async with self._idle:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), remaining)
-
-    async def _evict_over_memory(self, keep: _Slot) -> None:
-        limit = self.profile.max_memory_mb * MB
-        while self.memory_used_bytes() > limit:
-            victim = next(
-                (
-                    s
-                    for s in self._slots.values()
-                    if s.counts_toward_limits and s.in_use == 0 and s is not keep
-                ),
-                None,
-            )
-            if victim is None:
-                logger.warning(
-                    "memory above the limit while models are busy",
-                    extra={
-                        "memory_mb": self.memory_used_bytes() // MB,
-                        "max_memory_mb": self.profile.max_memory_mb,
-                    },
-                )
-                return
-            await self._unload(victim, reason="memory")
-
-    def _inside_backend(self, backend: Any, fn: Callable[..., T]) -> Callable[..., T]:
-        key = id(backend)
-
-        def run(*args: Any) -> T:
-            with self._inside_changed:
-                self._inside[key] += 1
-            try:
-                return fn(*args)
-            finally:
-                with self._inside_changed:
-                    self._inside[key] -= 1
-                    self._inside_changed.notify_all()
-
-        return run
-
-    def _unload_when_idle(self, backend: Backend, wait_s: float = 120.0) -> None:
-        """Unload once no thread is inside the backend (interrupting any that still is)."""
-        key = id(backend)
-        with self._inside_changed:
-            if self._inside[key]:
-                self._interrupt(backend)
-            if not self._inside_changed.wait_for(lambda: self._inside[key] <= 0, timeout=wait_s):
-                logger.error("model still busy after interrupt; unloading anyway")
-            self._inside.pop(key, None)
-        backend.unload()
-
-    async def _unload(self, slot: _Slot, *, reason: str) -> None:
-        self._slots.pop(slot.name, None)
-        began = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._unload_when_idle, slot.backend)
-        _release_gpu_memory()
-        self.metrics.memory.labels(slot.name).set(0)
-        if reason in ("count", "memory"):
-            self.metrics.evictions.labels(slot.name).inc()
-        logger.info(
-            "model unloaded",
-            extra={"model": slot.name, "reason": reason, "unload_s": round(time.perf_counter() - began, 3)},
-        )
+def _text_backend(slot: Slot) -> TextBackend:
+    if not isinstance(slot.backend, TextBackend):
+        raise BadRequest(f"model {slot.name!r} is not a text model", code="NOT_A_TEXT_MODEL")
+    return slot.backend
 
 
-def _gpu_allocated() -> int:
-    import sys
-
-    torch = sys.modules.get("torch")  # only if a backend already imported it
-    if torch is not None and torch.cuda.is_available():
-        return int(torch.cuda.memory_allocated())
-    return 0
-
-
-def _release_gpu_memory() -> None:
-    import gc
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _observe(slot: Slot, seconds: float, tokens: int, prompt_tokens: int) -> None:
+    metrics.MODEL_INFERENCE_TIME.labels(slot.name).observe(seconds)
+    if tokens:
+        metrics.MODEL_TOKENS.labels(slot.name).inc(tokens)
+    if prompt_tokens:
+        metrics.MODEL_PROMPT_TOKENS.labels(slot.name).inc(prompt_tokens)

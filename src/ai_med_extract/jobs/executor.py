@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ai_med_extract.config import JobSettings
-from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import AppError
 from ai_med_extract.jobs.context import JobCancelled, JobContext, StoredFile
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.repository import ClaimedJob, JobRepository
+from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.observability import metrics
 from ai_med_extract.observability.logs import correlation_id, log_exception
 

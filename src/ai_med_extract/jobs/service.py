@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.config import JobSettings
 from ai_med_extract.db.base import as_utc
-from ai_med_extract.db.models import Document, Job, JobStatus
+from ai_med_extract.db.models import Document, Job
 from ai_med_extract.errors import PayloadTooLarge, ServiceUnavailable
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.repository import IncomingFile, JobRepository
 from ai_med_extract.jobs.runner import JobRunner
+from ai_med_extract.jobs.status import JobStatus
 
 __all__ = ["IncomingFile", "JobService", "SubmittedJob", "job_view", "read_limited"]
 

@@ -1,6 +1,8 @@
-"""Prometheus metrics of the service (the model pool registers its own).
+"""Every Prometheus metric of the service, declared once, in prometheus_client's default registry.
 
-Label values are route templates, methods, status codes and job states: never ids or content.
+Modules that count something import this module and use its collectors; none declares its own.
+Label values are route templates, methods, status codes, job states and model names: never ids or
+content.
 """
 
 from __future__ import annotations
@@ -32,3 +34,21 @@ JOBS_ACTIVE = Gauge("job_worker_active", "Jobs this process is running, by worke
 JOB_WORKER_RUNNING = Gauge("job_worker_running", "Running jobs by the worker holding their lease", ["worker"])
 JOB_LEASES_EXPIRED = Gauge("job_leases_expired", "Running jobs whose lease has expired and await recovery")
 JOBS_RETRIED = Gauge("jobs_retried", "Jobs that needed more than one attempt")
+# The model pool (inference/): labels carry model names only.
+MODEL_LOAD_TIME = Histogram(
+    "model_load_time_seconds",
+    "Time to load a model",
+    ["model_name"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+MODEL_INFERENCE_TIME = Histogram(
+    "model_inference_time_seconds",
+    "Time of one generation or transcription",
+    ["model_name"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300),
+)
+MODEL_MEMORY = Gauge("model_memory_usage_bytes", "Measured memory of a loaded model", ["model_name"])
+MODEL_TOKENS = Counter("model_tokens_generated", "Tokens generated", ["model_name"])
+MODEL_PROMPT_TOKENS = Counter("model_prompt_tokens", "Prompt tokens processed", ["model_name"])
+MODEL_FALLBACKS = Counter("model_fallbacks", "Requests served by another model", ["requested", "used"])
+MODEL_EVICTIONS = Counter("model_evictions", "Models unloaded to make room", ["model_name"])

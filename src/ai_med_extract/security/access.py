@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ai_med_extract.db.models import Role
 from ai_med_extract.errors import AppError
 from ai_med_extract.security.keys import Principal
+from ai_med_extract.security.role import Role
 
 
 class View(StrEnum):

@@ -93,17 +93,8 @@ class Lexicon:
     cities: frozenset[str]  # lowercase, single- or multi-word
     drugs: frozenset[str]
 
-    def is_english(self, low: str) -> bool:
-        return low in self.english or low in self.clinical or low in self.drugs
-
     def is_name_word(self, low: str) -> bool:
         return low in self.first_names or low in self.surnames
-
-    def is_plain_word(self, low: str) -> bool:
-        """An ordinary word that is not (also) a name: never a name without a strong cue."""
-        return (low in self.english or low in self.clinical or low in self.drugs) and not (
-            low in self.first_names or low in self.surnames
-        )
 
 
 @cache

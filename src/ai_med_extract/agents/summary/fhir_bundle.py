@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from ai_med_extract.errors import Unprocessable
 
 from .concepts import BP_PANEL_LOINC, condition_concept, measurement_for
-from .facts import Fact, FactKind, InputKind, PatientRecord, SourceRef
+from .facts import FactKind, InputKind, PatientRecord, SourceRef
 
 USED_TYPES = (
     "Patient",
@@ -413,7 +413,3 @@ class _Normaliser:
             for ref in d.context.encounter or []:
                 enc = self.encounter_facts.get(_ref(ref) or "") or enc
         self._note(label, "\n".join(texts), when, self._src(index, "DocumentReference", d), enc)
-
-
-def fact_sources(facts: Iterable[Fact]) -> list[str]:
-    return sorted({f.source.path for f in facts})

@@ -117,10 +117,6 @@ def active_problems(record: PatientRecord) -> list[Statement]:
     return out
 
 
-def resolved_problems(record: PatientRecord) -> list[Fact]:
-    return [f for f in record.of_kind(FactKind.condition) if f.status in RESOLVED or f.end_date is not None]
-
-
 def medications(record: PatientRecord, *, max_past: int = 10) -> list[Statement]:
     groups: dict[str, list[Fact]] = defaultdict(list)
     for f in _structured(record.of_kind(FactKind.medication)):

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ai_med_extract.api.deps import ServicesDep
-from ai_med_extract.db.models import JobStatus
+from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.observability import metrics
 from ai_med_extract.observability.logs import log_exception
 

@@ -14,10 +14,10 @@ from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
 from ai_med_extract.api.deps import Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.api.ownership import job_for
-from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Unprocessable
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
 from ai_med_extract.jobs.service import IncomingFile, job_view, read_limited
+from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.observability import metrics
 from ai_med_extract.security.access import Action
 from ai_med_extract.security.views import deidentified_result, event_is_visible

@@ -22,8 +22,8 @@ from ai_med_extract.agents.summary.soap import transcript_record
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ServicesDep, SessionDep
 from ai_med_extract.api.ownership import job_for
 from ai_med_extract.api.routes.jobs import submit_job
-from ai_med_extract.db.models import JobStatus
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
+from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.security.access import Action
 from ai_med_extract.services import Services
 

@@ -100,7 +100,7 @@ async def _as_job(
         created_by=principal.user_id,
         tenant=principal.tenant,
         files=[IncomingFile(data=data, media_type=media_type, filename=file.filename)],
-        options={"scrub": False, "extract": False, "needs_secret": False, "transcribe": True},
+        options={"scrub": False, "extract": False, "needs_secret": False},
         action="audio.transcribe",
         request_data={"bytes": len(data), "media_type": media_type, "duration_s": round(duration, 2)},
         extra={"duration_s": round(duration, 2)},

@@ -20,7 +20,7 @@ import numpy as np
 from ai_med_extract.inference.catalogue import ModelEntry, ModelType
 from ai_med_extract.inference.profiles import Profile
 from ai_med_extract.inference.sources import ResolvedSource
-from ai_med_extract.inference.types import ChatMessage, GenerationRequest, Transcript
+from ai_med_extract.inference.types import GenerationRequest, Transcript
 
 
 class GenerationCancelled(Exception):
@@ -105,7 +105,3 @@ class TextBackend(Backend):
 class SpeechBackend(Backend):
     @abstractmethod
     def transcribe(self, audio: np.ndarray, cancel: threading.Event) -> Transcript: ...
-
-
-def messages_as_dicts(messages: tuple[ChatMessage, ...]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
