@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from ai_med_extract.agents.medical.extractor import ExtractorLimits, MedicalExtractor
-from ai_med_extract.agents.medical.stage import extract_medical_stage
-from ai_med_extract.agents.phi.agent import PhiAgent, scrub_phi_stage
+from ai_med_extract.agents.phi.agent import PhiAgent
 from ai_med_extract.agents.text import TextExtractionAgent
-from ai_med_extract.agents.text.stage import text_extraction_stage
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from ai_med_extract.jobs.context import JobContext, StoredFile
-from ai_med_extract.jobs.pipeline import DocumentPipeline, Stage
+from ai_med_extract.jobs.pipeline import DocumentPipeline
+from ai_med_extract.jobs.upload import build_upload_pipeline
 from ai_med_extract.storage.cipher import Cipher
 from ai_med_extract.storage.files import FileStore
 from tests.conftest import TEST_ENCRYPTION_KEY
@@ -32,13 +31,7 @@ NOTE = [
 
 def pipeline(medical: MedicalExtractor) -> DocumentPipeline:
     text = TextExtractionAgent(ExtractionSettings(), max_bytes=20 * 1024 * 1024)
-    return DocumentPipeline(
-        [
-            Stage("extract_text", text_extraction_stage(text), required=True),
-            Stage("scrub_phi", scrub_phi_stage(PhiAgent(b"k" * 32, ner=False))),
-            Stage("extract_medical", extract_medical_stage(medical), needs=("scrub_phi",)),
-        ]
-    )
+    return build_upload_pipeline(text, PhiAgent(b"k" * 32, ner=False), medical)
 
 
 async def run_job(
