@@ -15,6 +15,7 @@ from ai_med_extract.agents.text import TextExtractionAgent
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from ai_med_extract.jobs.context import JobContext, StoredFile
+from ai_med_extract.jobs.document import DocumentResult
 from ai_med_extract.jobs.pipeline import DocumentPipeline
 from ai_med_extract.jobs.upload import build_upload_pipeline
 from ai_med_extract.storage.cipher import Cipher
@@ -111,3 +112,25 @@ async def test_a_document_without_text_still_fails_the_job(tmp_path: Path) -> No
         await run_job(tmp_path, pipeline(MedicalExtractor()), docs.text_pdf([["x"]])[:250])
 
     assert caught.value.code == "CORRUPT_PDF"
+
+
+async def test_a_stored_document_reads_back_as_the_same_record_and_prefers_its_deidentified_text(
+    tmp_path: Path,
+) -> None:
+    result, saved = await run_job(tmp_path, pipeline(MedicalExtractor()), docs.text_pdf([NOTE]))
+
+    stored = saved["doc-1"]
+    document = DocumentResult.from_dict(stored)
+    assert document.to_dict() == stored
+    assert document.phi is not None and document.best_text() == stored["phi"]["text"]
+    assert "John Carter" not in (document.best_text() or "")
+    assert document.medical is not None and document.medical.source == "phi.text"
+    assert document.fhir == stored["medical"]["fhir"]
+
+
+async def test_without_scrubbing_the_extracted_text_is_the_best_text(tmp_path: Path) -> None:
+    _, saved = await run_job(tmp_path, pipeline(MedicalExtractor()), docs.text_pdf([NOTE]), options={"scrub": False})
+
+    document = DocumentResult.from_dict(saved["doc-1"])
+    assert document.phi is None and document.best_text() == "\n".join(NOTE)
+    assert saved["doc-1"]["medical"]["source"] == "text"
