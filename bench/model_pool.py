@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 import psutil  # noqa: E402
 
-from ai_med_extract.api.routes.models import SUMMARY_INSTRUCTIONS  # noqa: E402
+from ai_med_extract.agents.summary.free_text import SUMMARY_INSTRUCTIONS  # noqa: E402
 from ai_med_extract.config import ModelSettings, Settings  # noqa: E402
 from ai_med_extract.inference.catalogue import Catalogue  # noqa: E402
 from ai_med_extract.inference.pool import ModelPool  # noqa: E402
@@ -212,7 +212,7 @@ async def start_app(pool: ModelPool) -> tuple[Any, Any]:
     @asynccontextmanager
     async def running():  # type: ignore[no-untyped-def]
         async with app.router.lifespan_context(app):
-            app.state.services.agents["pool"] = pool
+            app.state.services.agents.pool = pool
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=300) as client:
                 yield client

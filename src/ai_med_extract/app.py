@@ -7,13 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ai_med_extract import __version__
-from ai_med_extract.agents.summary.job import build_summary_job
 from ai_med_extract.api.errors import install_error_handlers
 from ai_med_extract.api.gate import AuthGate
 from ai_med_extract.api.middleware import ServiceMiddleware
@@ -24,9 +22,10 @@ from ai_med_extract.audit.refusals import RefusalSampler
 from ai_med_extract.audit.trail import AuditTrail
 from ai_med_extract.config import JobEngine, Settings
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
+from ai_med_extract.db.medical import MedicalRecordRepository
+from ai_med_extract.db.phi import PhiMappingRepository
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.executor import JobExecutor, JobHandler, worker_name
-from ai_med_extract.jobs.pipeline import DocumentPipeline, Stage
 from ai_med_extract.jobs.repository import JobRepository
 from ai_med_extract.jobs.runner import InProcessJobRunner, JobRunner
 from ai_med_extract.jobs.service import JobService
@@ -34,7 +33,7 @@ from ai_med_extract.observability.logs import configure_logging, log_exception
 from ai_med_extract.security.keyring import Keyring, Purpose, load_keyring
 from ai_med_extract.security.keys import KeyService
 from ai_med_extract.security.ratelimit import RateLimiter
-from ai_med_extract.services import Services
+from ai_med_extract.services import Agents, Services
 from ai_med_extract.storage.cipher import Cipher
 from ai_med_extract.storage.files import FileStore
 from ai_med_extract.storage.secrets import load_secrets
@@ -42,48 +41,28 @@ from ai_med_extract.storage.secrets import load_secrets
 logger = logging.getLogger(__name__)
 
 
-def build_agents(settings: Settings, keyring: Keyring | None = None) -> dict[str, Any]:
+def build_agents(settings: Settings, keyring: Keyring | None = None) -> Agents:
     """The agents and the model pool. Each is built once; heavy libraries load lazily inside them.
     ``keyring`` (loaded from the database) gives the PHI key; without one, version 1 of it."""
     from ai_med_extract.agents.medical.extractor import MedicalExtractor
     from ai_med_extract.agents.medical.llm import LLMCandidateSource
     from ai_med_extract.agents.phi.agent import PhiAgent
+    from ai_med_extract.agents.summary.agent import PatientSummaryAgent
     from ai_med_extract.agents.text import TextExtractionAgent
-    from ai_med_extract.agents.text.stage import upload_validator
     from ai_med_extract.inference.pool import ModelPool
 
     keyring = keyring or Keyring.from_settings(settings, load_secrets(settings).secret_key)
     phi_key = keyring.current(Purpose.phi)
     pool = ModelPool.from_settings(settings)
-    text = TextExtractionAgent(settings.extraction, max_bytes=settings.upload.max_bytes, transcriber=pool)
-    return {
-        "pool": pool,
-        "text": text,
-        "validate_upload": upload_validator(text),
-        "phi": PhiAgent.from_settings(phi_key.secret, settings.phi, key_id=phi_key.kid),
-        "medical": MedicalExtractor(llm=LLMCandidateSource(pool)),
-    }
-
-
-def build_pipeline(agents: dict[str, Any]) -> DocumentPipeline:
-    from ai_med_extract.agents.phi.agent import scrub_phi_stage
-    from ai_med_extract.agents.text.stage import text_extraction_stage
-
-    stages: list[Stage] = []
-    stages.append(
-        Stage(
-            "extract_text",
-            text_extraction_stage(agents["text"], stage_count=lambda: len(stages)),
-            required=True,
-        )
+    medical = MedicalExtractor(llm=LLMCandidateSource(pool))
+    return Agents(
+        pool=pool,
+        text=TextExtractionAgent(settings.extraction, max_bytes=settings.upload.max_bytes, transcriber=pool),
+        phi=PhiAgent.from_settings(phi_key.secret, settings.phi, key_id=phi_key.kid),
+        medical=medical,
+        # the summary agent reads notes with the medical extractor
+        summary=PatientSummaryAgent(pool, settings.summary, reader=medical),
     )
-    if "phi" in agents:
-        stages.append(Stage("scrub_phi", scrub_phi_stage(agents["phi"])))
-    if "medical" in agents:
-        from ai_med_extract.agents.medical.stage import extract_medical_stage
-
-        stages.append(Stage("extract_medical", extract_medical_stage(agents["medical"]), needs=("scrub_phi",)))
-    return DocumentPipeline(stages)
 
 
 async def _sweep_patient_tables(services: Services) -> dict[str, int]:
@@ -91,13 +70,11 @@ async def _sweep_patient_tables(services: Services) -> dict[str, int]:
     from datetime import timedelta
 
     from ai_med_extract.db.base import utcnow
-    from ai_med_extract.db.medical import MedicalRecordRepository
-    from ai_med_extract.db.phi import PhiMappingRepository
 
     cutoff = utcnow() - timedelta(hours=services.settings.storage.retention_hours)
     async with services.sessionmaker() as session, session.begin():
-        records = await MedicalRecordRepository(services.cipher).delete_older_than(session, cutoff)
-        mappings = await PhiMappingRepository(services.cipher).delete_older_than(session, cutoff)
+        records = await services.medical_records.delete_older_than(session, cutoff)
+        mappings = await services.phi_mappings.delete_older_than(session, cutoff)
     return {"medical_records": records, "phi_mappings": mappings}
 
 
@@ -135,20 +112,25 @@ async def _checkpoints(services: Services) -> None:
         await _checkpoint(services)
 
 
-def build_handlers(settings: Settings, agents: dict[str, Any]) -> dict[str, JobHandler]:
+def build_handlers(settings: Settings, agents: Agents) -> dict[str, JobHandler]:
     """The job handlers by kind: the same in ``serve`` (embedded runner) and in ``worker``."""
-    return {"upload": build_pipeline(agents), "summary": build_summary_job(settings, agents)}
+    from ai_med_extract.agents.summary.job import SummaryJob
+    from ai_med_extract.jobs.upload import build_upload_pipeline
+
+    if agents.text is None:
+        raise ValueError("the upload job needs the text agent")
+    handlers: dict[str, JobHandler] = {"upload": build_upload_pipeline(agents.text, agents.phi, agents.medical)}
+    if agents.summary is not None:
+        handlers["summary"] = SummaryJob(agents.summary, settings.summary)
+    return handlers
 
 
-def build_runner(
-    settings: Settings, repository: JobRepository, events: JobEvents, agents: dict[str, Any]
-) -> JobRunner:
+def build_runner(settings: Settings, repository: JobRepository, events: JobEvents, agents: Agents) -> JobRunner:
     """The embedded runner executes jobs here; the distributed engine only dispatches them."""
     if settings.jobs.engine is JobEngine.procrastinate:
         from ai_med_extract.jobs.engine import ProcrastinateRunner
 
-        build_summary_job(settings, agents)  # the summary routes need the agent; its jobs run on workers
-        return ProcrastinateRunner(settings)
+        return ProcrastinateRunner(settings)  # its jobs run on workers
     executor = JobExecutor(
         settings=settings.jobs,
         repository=repository,
@@ -183,9 +165,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys=KeyService(keyring),
         limiter=RateLimiter.from_settings(settings.security.rate_limit),
         events=events,
-        jobs=JobService(repository, runner, events, settings.jobs),
+        jobs=JobService(
+            repository, runner, events, settings.jobs,
+            upload=settings.upload, media_type_of=agents.text.media_type if agents.text else None,
+        ),
         runner=runner,
         agents=agents,
+        medical_records=MedicalRecordRepository(cipher),
+        phi_mappings=PhiMappingRepository(cipher),
         checkpoints=CheckpointLog(settings.checkpoint_dir, keyring,
                                   syslog_address=settings.audit.checkpoint_syslog),
         keyring=keyring,
@@ -208,18 +195,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _checkpoint(services)  # the head at shutdown, after the last job's rows
         await services.limiter.close()
         await events.close()
-        await close_agents(agents)
+        await agents.close()
         await engine.dispose()
         logger.info("service stopped")
-
-
-async def close_agents(agents: dict[str, Any]) -> None:
-    for agent in agents.values():
-        close = getattr(agent, "close", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

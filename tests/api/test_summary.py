@@ -46,8 +46,8 @@ async def with_model(client: httpx.AsyncClient, tiny_gguf: Path, tmp_path: Path)
     pool = ModelPool(catalogue, settings=ModelSettings(cache_dir=tmp_path / "models", n_threads=2))
     services = client.app.state.services  # type: ignore[attr-defined]
     agent = PatientSummaryAgent(pool, SMALL)
-    services.agents["summary"] = agent
-    services.agents["pool"] = pool
+    services.agents.summary = agent
+    services.agents.pool = pool
     services.runner.register("summary", SummaryJob(agent, SMALL))
     yield pool
     await pool.close()

@@ -64,11 +64,11 @@ async def gated_pool(client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pyt
     )
     pool = ModelPool(catalogue)
     services = client.app.state.services  # type: ignore[attr-defined]
-    previous = services.agents.get("pool")
-    services.agents["pool"] = pool
+    previous = services.agents.pool
+    services.agents.pool = pool
     yield pool
     GatedBackend.release.set()
-    services.agents["pool"] = previous
+    services.agents.pool = previous
     await pool.close()
 
 

@@ -48,10 +48,10 @@ async def api(
     pool = ModelPool.from_settings(settings)
     async with running_app(settings) as client:
         services = client.app.state.services  # type: ignore[attr-defined]
-        previous = services.agents.get("pool")
-        services.agents["pool"] = pool
+        previous = services.agents.pool
+        services.agents.pool = pool
         yield client
-        services.agents["pool"] = previous
+        services.agents.pool = previous
     await pool.close()
 
 

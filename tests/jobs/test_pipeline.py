@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from ai_med_extract.agents.medical.extractor import ExtractorLimits, MedicalExtractor
-from ai_med_extract.agents.medical.stage import extract_medical_stage
-from ai_med_extract.agents.phi.agent import PhiAgent, scrub_phi_stage
+from ai_med_extract.agents.phi.agent import PhiAgent
 from ai_med_extract.agents.text import TextExtractionAgent
-from ai_med_extract.agents.text.stage import text_extraction_stage
 from ai_med_extract.config import ExtractionSettings
 from ai_med_extract.errors import AppError
 from ai_med_extract.jobs.context import JobContext, StoredFile
-from ai_med_extract.jobs.pipeline import DocumentPipeline, Stage
+from ai_med_extract.jobs.document import DocumentResult
+from ai_med_extract.jobs.pipeline import DocumentPipeline
+from ai_med_extract.jobs.upload import build_upload_pipeline
 from ai_med_extract.storage.cipher import Cipher
 from ai_med_extract.storage.files import FileStore
 from tests.conftest import TEST_ENCRYPTION_KEY
@@ -32,13 +32,7 @@ NOTE = [
 
 def pipeline(medical: MedicalExtractor) -> DocumentPipeline:
     text = TextExtractionAgent(ExtractionSettings(), max_bytes=20 * 1024 * 1024)
-    return DocumentPipeline(
-        [
-            Stage("extract_text", text_extraction_stage(text), required=True),
-            Stage("scrub_phi", scrub_phi_stage(PhiAgent(b"k" * 32, ner=False))),
-            Stage("extract_medical", extract_medical_stage(medical), needs=("scrub_phi",)),
-        ]
-    )
+    return build_upload_pipeline(text, PhiAgent(b"k" * 32, ner=False), medical)
 
 
 async def run_job(
@@ -118,3 +112,25 @@ async def test_a_document_without_text_still_fails_the_job(tmp_path: Path) -> No
         await run_job(tmp_path, pipeline(MedicalExtractor()), docs.text_pdf([["x"]])[:250])
 
     assert caught.value.code == "CORRUPT_PDF"
+
+
+async def test_a_stored_document_reads_back_as_the_same_record_and_prefers_its_deidentified_text(
+    tmp_path: Path,
+) -> None:
+    result, saved = await run_job(tmp_path, pipeline(MedicalExtractor()), docs.text_pdf([NOTE]))
+
+    stored = saved["doc-1"]
+    document = DocumentResult.from_dict(stored)
+    assert document.to_dict() == stored
+    assert document.phi is not None and document.best_text() == stored["phi"]["text"]
+    assert "John Carter" not in (document.best_text() or "")
+    assert document.medical is not None and document.medical.source == "phi.text"
+    assert document.fhir == stored["medical"]["fhir"]
+
+
+async def test_without_scrubbing_the_extracted_text_is_the_best_text(tmp_path: Path) -> None:
+    _, saved = await run_job(tmp_path, pipeline(MedicalExtractor()), docs.text_pdf([NOTE]), options={"scrub": False})
+
+    document = DocumentResult.from_dict(saved["doc-1"])
+    assert document.phi is None and document.best_text() == "\n".join(NOTE)
+    assert saved["doc-1"]["medical"]["source"] == "text"

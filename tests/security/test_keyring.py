@@ -124,7 +124,7 @@ def test_rotating_each_purpose_keeps_keys_working_and_the_trail_verifiable(
             assert (await _upload(client, legacy))["status"] == "completed"  # the old hash still authenticates
             assert (await _upload(client, token))["status"] == "completed"
             keys, chain = await _key_ids(client)
-            phi_before = services.agents["phi"].key_id
+            phi_before = services.agents.phi.key_id
         v1 = Keyring.from_secret(MASTER).current(Purpose.api_keys).kid
         assert keys == {"legacy": v1, "v1": v1}  # the legacy key moved to the current hashing key on use
         assert chain[:2] == [None, None] and set(chain[2:]) == {Keyring.from_secret(MASTER).current(
@@ -149,7 +149,7 @@ def test_rotating_each_purpose_keeps_keys_working_and_the_trail_verifiable(
             keys, chain = await _key_ids(client)
             assert keys["v1"] == ring.current(Purpose.api_keys).kid != keys["legacy"]  # re-hashed on use
             assert chain[-1] == ring.current(Purpose.audit_chain).kid and chain[-1].startswith("v2-")
-            assert services.agents["phi"].key_id.startswith("v2-") and services.agents["phi"].key_id != phi_before
+            assert services.agents.phi.key_id.startswith("v2-") and services.agents.phi.key_id != phi_before
             rotations = [r for r in (await _rows(client)) if r.action == "keys.rotate"]
             assert [r.resource_id for r in rotations] == ["api-keys", "audit", "phi"]
             assert rotations[1].key_id == chain[-1]  # the audit rotation's row is the first of the new segment

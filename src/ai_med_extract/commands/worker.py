@@ -11,7 +11,7 @@ from ai_med_extract.config import JobEngine, Settings
 
 async def run_worker(settings: Settings) -> None:
     """Build what a job needs (the same agents and handlers as ``serve``) and work until stopped."""
-    from ai_med_extract.app import build_agents, build_handlers, close_agents
+    from ai_med_extract.app import build_agents, build_handlers
     from ai_med_extract.db.engine import create_engine, create_sessionmaker
     from ai_med_extract.jobs.engine import Worker, build_app
     from ai_med_extract.jobs.events import JobEvents
@@ -47,7 +47,7 @@ async def run_worker(settings: Settings) -> None:
             await Worker(settings=settings.jobs, app=app, executor=executor, repository=repository, events=events).run()
     finally:
         await events.close()
-        await close_agents(agents)
+        await agents.close()
         await engine.dispose()
 
 

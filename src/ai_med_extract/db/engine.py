@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ai_med_extract.config import DatabaseSettings
@@ -29,6 +30,12 @@ def private_sqlite_file(path: Path) -> None:
 
 def sqlite_path(url: str) -> Path | None:
     return _sqlite_path(url)
+
+
+async def check_database(sessionmaker: async_sessionmaker[AsyncSession], *, timeout_s: float = 5) -> None:
+    """Raise unless the database answers a trivial query within ``timeout_s`` (readiness)."""
+    async with sessionmaker() as session:
+        await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=timeout_s)
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:

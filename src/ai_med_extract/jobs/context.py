@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ai_med_extract.errors import AppError
 from ai_med_extract.storage.files import FileStore
@@ -38,6 +38,23 @@ class StoredFile:
         return self.store.get(self.storage_key)
 
 
+class StageContext(Protocol):
+    """What a pipeline stage may use of its job (``JobContext`` is the one implementation)."""
+
+    job_id: str
+    options: dict[str, Any]
+    files: list[StoredFile]
+    secrets: dict[str, str]
+
+    async def progress(self, stage: str, percent: float, message: str = "") -> None: ...
+
+    def check_cancelled(self) -> None: ...
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    def options_for(self, file: StoredFile) -> dict[str, Any]: ...
+
+
 class JobContext:
     def __init__(
         self,
@@ -65,6 +82,10 @@ class JobContext:
         self._save_document = save_document
         self._cancelled = asyncio.Event()
         self.cancel_requested = False
+
+    def options_for(self, file: StoredFile) -> dict[str, Any]:
+        """The job's options with the file's own options over them."""
+        return {**self.options, **file.options}
 
     # -- progress ---------------------------------------------------------------------------
     async def progress(self, stage: str, percent: float, message: str = "") -> None:

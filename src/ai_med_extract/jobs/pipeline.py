@@ -2,10 +2,11 @@
 
     extract_text  ->  scrub_phi  ->  extract_medical
 
-A stage is an async callable ``stage(ctx, file, doc) -> doc``: it receives the job context, the
-stored input and the document result built so far (a dict), and returns it extended with its own
-key (``text``/``extraction``, ``phi``, ``medical``). Stages run blocking work through
-``ctx.run_blocking`` and report progress through ``ctx.progress``.
+A stage is an async callable ``stage(ctx, file, doc) -> doc``: it receives what it may use of the job
+(``StageContext``), the stored input and the ``DocumentResult`` built so far, and returns it extended
+with its own part (``text``/``extraction``, ``phi``, ``medical``). Stages run blocking work through
+``ctx.run_blocking`` and report progress through ``ctx.progress``. The stages themselves are in
+``jobs/upload.py``.
 
 A stage marked ``required`` (text extraction: without text there is nothing to deliver) fails the job
 when it fails. Any other stage that fails is recorded and the document goes on to the next stage, so
@@ -18,19 +19,22 @@ passed on: it may quote the document). A stage is skipped (``STAGE_SKIPPED``) wh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any
 
 from ai_med_extract.errors import AppError
-from ai_med_extract.jobs.context import JobCancelled, JobContext, StoredFile
+from ai_med_extract.jobs.context import JobCancelled, JobContext, StageContext, StoredFile
+from ai_med_extract.jobs.document import DocumentResult, StageOutcome, StageStatus
 from ai_med_extract.observability.logs import log_exception
+
+__all__ = ["DocumentPipeline", "Stage", "StageFn", "StageOutcome", "StageStatus"]
 
 logger = logging.getLogger(__name__)
 
-StageFn = Callable[[JobContext, StoredFile, dict[str, Any]], Awaitable[dict[str, Any]]]
+StageFn = Callable[[StageContext, StoredFile, DocumentResult], Awaitable[DocumentResult]]
 
 
 @dataclass(frozen=True)
@@ -39,31 +43,6 @@ class Stage:
     run: StageFn
     required: bool = False
     needs: tuple[str, ...] = ()  # stages whose failure means this one is skipped
-
-
-class StageStatus(StrEnum):
-    succeeded = "succeeded"
-    failed = "failed"
-    skipped = "skipped"  # a stage it needs failed
-
-
-@dataclass(frozen=True, slots=True)
-class StageOutcome:
-    """What became of one stage for one document (PHI-free: a name, a status, a stable code)."""
-
-    stage: str
-    status: StageStatus
-    code: str | None = None
-    message: str | None = None
-
-    @classmethod
-    def failure(cls, stage: str, exc: Exception) -> StageOutcome:
-        if isinstance(exc, AppError):
-            return cls(stage, StageStatus.failed, exc.code, exc.message)
-        return cls(stage, StageStatus.failed, "INTERNAL_ERROR", "the stage failed; see the service logs")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: (str(value) if key == "status" else value) for key, value in asdict(self).items()}
 
 
 class DocumentPipeline:
@@ -78,7 +57,7 @@ class DocumentPipeline:
         total = max(1, len(ctx.files)) * len(self.stages)
         documents: list[dict[str, Any]] = []
         for index, file in enumerate(ctx.files):
-            doc: dict[str, Any] = {"document_id": file.document_id, "media_type": file.media_type}
+            doc = DocumentResult(document_id=file.document_id, media_type=file.media_type)
             outcomes: list[StageOutcome] = []
             for position, stage in enumerate(self.stages):
                 ctx.check_cancelled()
@@ -113,8 +92,8 @@ class DocumentPipeline:
                     )
                 else:
                     outcomes.append(StageOutcome(stage.name, StageStatus.succeeded))
-            doc["stages"] = [o.to_dict() for o in outcomes]
-            await ctx.save_document_result(file.document_id, doc)
-            documents.append(doc)
+            stored = dataclasses.replace(doc, stages=tuple(outcomes)).to_dict()
+            await ctx.save_document_result(file.document_id, stored)
+            documents.append(stored)
         await ctx.progress("done", 100.0, f"{len(documents)} document(s) processed")
         return {"documents": documents}

@@ -5,16 +5,18 @@ Routes translate HTTP into these calls; the state changes themselves are the rep
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ai_med_extract.config import JobSettings
+from ai_med_extract.config import JobSettings, UploadSettings
 from ai_med_extract.db.base import as_utc
 from ai_med_extract.db.models import Document, Job
-from ai_med_extract.errors import PayloadTooLarge, ServiceUnavailable
+from ai_med_extract.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.repository import IncomingFile, JobRepository
 from ai_med_extract.jobs.runner import JobRunner
@@ -30,6 +32,10 @@ class Readable(Protocol):
     async def read(self, size: int = -1) -> bytes: ...
 
 
+class UploadPart(Readable, Protocol):
+    filename: str | None
+
+
 class AuditRecorder(Protocol):
     async def record(
         self,
@@ -37,8 +43,10 @@ class AuditRecorder(Protocol):
         action: str,
         resource_type: str | None = ...,
         resource_id: str | None = ...,
+        phi_accessed: bool = ...,
         request_data: dict[str, Any] | None = ...,
         response_status: int = ...,
+        access: Any = ...,
     ) -> None: ...
 
 
@@ -63,15 +71,49 @@ class SubmittedJob:
 
 
 class JobService:
-    def __init__(self, repository: JobRepository, runner: JobRunner, events: JobEvents, settings: JobSettings):
+    def __init__(
+        self,
+        repository: JobRepository,
+        runner: JobRunner,
+        events: JobEvents,
+        settings: JobSettings,
+        *,
+        upload: UploadSettings | None = None,
+        media_type_of: Callable[[bytes], str] | None = None,
+    ):
         self.repository = repository
         self.runner = runner
         self.events = events
         self.settings = settings
+        self.upload = upload or UploadSettings()
+        self.media_type_of = media_type_of  # the upload-time format check (4xx with a stable code)
         self._reserved = 0  # submissions of this process between the bound check and their commit
         # The last count of queued jobs in the shared database, and this process's submissions since.
         self._queued_seen: tuple[float, int] | None = None
         self._submitted_since = 0
+
+    # -- reading uploads ----------------------------------------------------------------------
+    async def read_file(self, upload: Readable) -> bytes:
+        """One uploaded file's bytes, refused (413) as soon as it passes the size limit."""
+        return await read_limited(upload, self.upload.max_bytes)
+
+    async def read_upload(self, files: Sequence[UploadPart]) -> list[IncomingFile]:
+        """The files of ``POST /upload``: at most ``max_files``, none empty or too large, each with the
+        media type found from its content (4xx with a stable code otherwise)."""
+        if len(files) > self.upload.max_files:
+            raise BadRequest(
+                "too many files in one upload", code="TOO_MANY_FILES", details={"max_files": self.upload.max_files}
+            )
+        if self.media_type_of is None:
+            raise ServiceUnavailable("text extraction is not configured", code="FORMAT_UNAVAILABLE")
+        incoming: list[IncomingFile] = []
+        for part in files:
+            data = await self.read_file(part)
+            if not data:
+                raise Unprocessable("a file is empty", code="EMPTY_FILE", details={"position": len(incoming)})
+            media_type = await asyncio.to_thread(self.media_type_of, data)
+            incoming.append(IncomingFile(data=data, media_type=media_type, filename=part.filename))
+        return incoming
 
     # -- submission ---------------------------------------------------------------------------
     async def submit(
@@ -137,20 +179,31 @@ class JobService:
         return queued
 
     # -- cancellation and removal -------------------------------------------------------------
-    async def cancel_or_delete(self, session: AsyncSession, job: Job) -> str:
-        """Cancel a queued or running job (``cancelled``); remove a finished one (``deleted``).
-        The caller records the audit row and commits, then calls ``after_commit``."""
+    async def cancel_or_delete(self, session: AsyncSession, audit: AuditRecorder, job: Job, access: Any) -> str:
+        """Cancel a queued or running job (``cancelled``, from any replica); remove a finished one
+        with its results (``deleted``). The audit row goes in the same transaction, which commits
+        here: a job running in this process is told to stop only once the cancel request is stored."""
+        job_id, previous = job.id, job.status
         if JobStatus(job.status).terminal:
             await self.repository.delete(session, job)
-            self.events.forget(job.id)
-            return "deleted"
-        await self.repository.request_cancel(session, job)
-        return "cancelled"
-
-    async def after_commit(self, job_id: str, outcome: str) -> None:
+            self.events.forget(job_id)
+            outcome = "deleted"
+        else:
+            await self.repository.request_cancel(session, job)
+            outcome = "cancelled"
+        await audit.record(
+            action="job.cancel" if outcome == "cancelled" else "job.delete",
+            resource_type="job",
+            resource_id=job_id,
+            phi_accessed=False,
+            request_data={"previous_status": previous},
+            access=access,
+        )
+        await session.commit()
         if outcome == "cancelled":
             self.events.cancel_requested(job_id)  # a job running in this process stops now
             await self.events.announce(job_id)
+        return outcome
 
     # -- reading ------------------------------------------------------------------------------
     async def get(self, session: AsyncSession, job_id: str) -> Job:

@@ -131,6 +131,17 @@ class MedicalExtraction(_Model):
     def items(self) -> list[Item]:
         return [*self.problems, *self.medications, *self.procedures, *self.labs, *self.vitals, *self.allergies]
 
+    def ungrounded(self, source: str) -> list[str]:
+        """Ids of items whose offsets do not give back their text in ``source`` (the grounding rule a
+        clinician's correction must keep; items added by a clinician, detector ``clinician``, are exempt)."""
+        bad = []
+        for item in self.items():
+            if item.detector == "clinician":
+                continue
+            if not (0 <= item.start <= item.end <= len(source)) or source[item.start : item.end] != item.text:
+                bad.append(item.id)
+        return bad
+
     def counts(self) -> dict[str, int]:
         return {
             "problems": len(self.problems),

@@ -1,4 +1,4 @@
-"""The PHI agent as the app and the pipeline use it: a lazily built scrubber plus the pipeline stage.
+"""The PHI agent as the app and the pipeline use it: a lazily built scrubber.
 
 The spaCy model and the dictionaries load on first use (a few seconds), in the worker thread that
 first needs them, never at import time or on the event loop.
@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ai_med_extract.agents.phi.operators import reidentify
 from ai_med_extract.agents.phi.recognizers import RecognizerConfig
 from ai_med_extract.agents.phi.scrubber import PhiScrubber, ScrubOptions
 from ai_med_extract.agents.phi.types import Operator, ScrubResult
@@ -59,38 +60,14 @@ class PhiAgent:
     ) -> ScrubResult:
         return self.scrubber.scrub(text, operator=operator, patient_key=patient_key)
 
+    @staticmethod
+    def reidentify(text: str, mapping: dict[str, str]) -> tuple[str, int]:
+        """Reversible mode: the tokens of a stored mapping put back in ``text``, and how many (no
+        scrubber needed: the mapping holds the originals)."""
+        return reidentify(text, mapping)
+
     def patient_ref(self, patient_key: str | None) -> str | None:
         """An HMAC of the patient key: lets mappings be found per patient without storing the key."""
         if patient_key is None:
             return None
         return hmac.new(self._secret, patient_key.encode(), hashlib.sha256).hexdigest()
-
-
-def scrub_phi_stage(agent: PhiAgent):  # type: ignore[no-untyped-def]
-    """The pipeline's ``scrub_phi`` stage: adds ``phi`` (scrubbed text, spans, counts) to the document.
-
-    Options (per upload): ``scrub`` (default true), ``phi_operator`` (redact | mask | surrogate),
-    ``patient_key``. Reversible mode is only offered through the API, which stores the mapping.
-    """
-
-    async def stage(ctx: Any, file: Any, doc: dict[str, Any]) -> dict[str, Any]:
-        options = {**(getattr(ctx, "options", None) or {}), **(getattr(file, "options", None) or {})}
-        if not options.get("scrub", True) or not doc.get("text"):
-            return doc
-        operator = Operator(options.get("phi_operator") or Operator.redact)
-        if operator is Operator.reversible:
-            operator = Operator.redact
-        result: ScrubResult = await ctx.run_blocking(
-            lambda: agent.scrub(doc["text"], operator=operator, patient_key=options.get("patient_key"))
-        )
-        return {
-            **doc,
-            "phi": {
-                "operator": str(operator),
-                "text": result.text,
-                "spans": [s.to_dict() for s in result.spans],
-                "counts": result.counts(),
-            },
-        }
-
-    return stage

@@ -19,7 +19,9 @@ import secrets
 from ai_med_extract.agents.phi.types import Operator, PhiLabel, PhiSpan, ScrubResult
 from ai_med_extract.kit.dates import shift_date_text, shift_year
 
-__all__ = ["OperatorEngine", "date_offset_days", "shift_date_text"]
+__all__ = [
+    "REVERSIBLE_TOKEN", "OperatorEngine", "date_offset_days", "reidentify", "reversible_token", "shift_date_text"
+]
 
 
 
@@ -45,6 +47,29 @@ def date_offset_days(secret: bytes, patient_key: str) -> int:
     """Per-patient shift into the past, 30..395 days, stable for the patient."""
     return -(30 + _seed(secret, "date-shift", patient_key) % 366)
 
+
+# A reversible token: the label and 8 random hex digits, ``[NAME-3f9a1c2e]``.
+REVERSIBLE_TOKEN = re.compile(r"\[[A-Z_]+-[0-9a-f]{8}\]")
+
+
+def reversible_token(label: PhiLabel) -> str:
+    return f"[{label}-{secrets.token_hex(4)}]"
+
+
+def reidentify(text: str, mapping: dict[str, str]) -> tuple[str, int]:
+    """``text`` with every reversible token of ``mapping`` put back, and how many were replaced.
+    Tokens the mapping does not hold are left as they are."""
+    replaced = 0
+
+    def put_back(m: re.Match[str]) -> str:
+        nonlocal replaced
+        original = mapping.get(m.group(0))
+        if original is None:
+            return m.group(0)
+        replaced += 1
+        return original
+
+    return REVERSIBLE_TOKEN.sub(put_back, text), replaced
 
 class OperatorEngine:
     """Applies one operator to a text's spans. ``secret`` keys the surrogate seeds and the date
@@ -84,7 +109,7 @@ class OperatorEngine:
                 k = (str(s.label), original)
                 token = tokens.get(k)
                 if token is None:
-                    token = f"[{s.label}-{secrets.token_hex(4)}]"
+                    token = reversible_token(s.label)
                     tokens[k] = token
                     mapping[token] = original
                 parts.append(token)

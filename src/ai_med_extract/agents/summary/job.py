@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from ai_med_extract.config import Settings, SummarySettings
+from ai_med_extract.config import SummarySettings
 from ai_med_extract.errors import Unprocessable
 from ai_med_extract.jobs.context import JobContext
 
@@ -94,11 +94,3 @@ class SummaryJob:
         )
         await tokens.flush()
         return {"summary": summary.model_dump(mode="json")}
-
-
-def build_summary_job(settings: Settings, agents: dict[str, Any]) -> SummaryJob:
-    """Build the summary agent (on the model pool in ``agents`` when there is one, reading notes with
-    the medical extractor there), add it to ``agents`` as ``summary``, and return the job handler."""
-    agent = PatientSummaryAgent(agents.get("pool"), settings.summary, reader=agents.get("medical"))
-    agents["summary"] = agent
-    return SummaryJob(agent, settings.summary)

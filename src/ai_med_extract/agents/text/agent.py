@@ -93,6 +93,10 @@ class TextExtractionAgent:
         self._check_size(data)
         return detect(data)
 
+    def media_type(self, data: bytes) -> str:
+        """The media type found from the content, or a 4xx with a stable code (the upload-time check)."""
+        return self.detect(data).media_type
+
     async def extract(
         self,
         data: bytes,

@@ -10,9 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from ai_med_extract.api.deps import ServicesDep
+from ai_med_extract.db.engine import check_database
 from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.observability import metrics
 from ai_med_extract.observability.logs import log_exception
@@ -34,8 +34,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
     logger = logging.getLogger(__name__)
     checks: dict[str, Any] = {}
     try:
-        async with services.sessionmaker() as session:
-            await asyncio.wait_for(session.execute(text("SELECT 1")), timeout=5)
+        await check_database(services.sessionmaker, timeout_s=5)
         checks["database"] = "ok"
     except Exception as exc:
         log_exception(logger, "readiness: database check failed", exc)
@@ -47,7 +46,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
         log_exception(logger, "readiness: storage check failed", exc)
         checks["file_storage"] = "error"
     pool = services.pool
-    if pool is not None and hasattr(pool, "health"):
+    if pool is not None:
         try:
             health = pool.health()
             checks["model_manager"] = "ok" if health.get("ok", True) else "degraded"

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-from ai_med_extract.api.deps import Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
+from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.api.ownership import job_for
-from ai_med_extract.errors import BadRequest, Unprocessable
+from ai_med_extract.api.responses import job_accepted
+from ai_med_extract.api.sse import sse_event, sse_response
+from ai_med_extract.errors import BadRequest
 from ai_med_extract.jobs.events import TERMINAL_EVENTS
-from ai_med_extract.jobs.service import IncomingFile, job_view, read_limited
+from ai_med_extract.jobs.service import job_view
 from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.observability import metrics
 from ai_med_extract.security.access import Action
 from ai_med_extract.security.views import deidentified_result, event_is_visible
-from ai_med_extract.services import Services
 
 router = APIRouter(tags=["jobs"])
-
-
-async def submit_job(
-    services: Services,
-    session: AsyncSession,
-    audit: Audit,
-    *,
-    extra: dict[str, Any] | None = None,
-    **job: Any,
-) -> JSONResponse:
-    """Submit a job through the jobs service and answer 202 with where to follow it."""
-    submitted = await services.jobs.submit(session, audit, **job)
-    return JSONResponse(
-        {
-            "job_id": submitted.job_id,
-            "status": submitted.status,
-            "events": f"/job/{submitted.job_id}/events",
-            **(extra or {}),
-        },
-        status_code=202,
-        headers={"Location": f"/job/{submitted.job_id}"},
-    )
 
 
 @router.post("/upload", status_code=202)
@@ -60,22 +36,11 @@ async def upload(
     extract: Annotated[bool, Form(description="Run medical data extraction")] = True,
     phi_operator: Annotated[str | None, Form(description="redact | mask | surrogate")] = None,
 ) -> JSONResponse:
-    limits = services.settings.upload
-    if len(files) > limits.max_files:
-        raise BadRequest("too many files in one upload", code="TOO_MANY_FILES", details={"max_files": limits.max_files})
-    validate = services.agents["validate_upload"]
-    incoming: list[IncomingFile] = []
-    for upload_file in files:
-        data = await read_limited(upload_file, limits.max_bytes)
-        if not data:
-            raise Unprocessable("a file is empty", code="EMPTY_FILE", details={"position": len(incoming)})
-        media_type = await asyncio.to_thread(validate, data)
-        incoming.append(IncomingFile(data=data, media_type=media_type, filename=upload_file.filename))
+    incoming = await services.jobs.read_upload(files)
     options: dict[str, Any] = {"scrub": scrub, "extract": extract, "needs_secret": bool(password)}
     if phi_operator:
         options["phi_operator"] = phi_operator
-    return await submit_job(
-        services,
+    submitted = await services.jobs.submit(
         session,
         audit,
         kind="upload",
@@ -91,6 +56,7 @@ async def upload(
             "media_types": [f.media_type for f in incoming],
         },
     )
+    return job_accepted(submitted)
 
 
 @router.get("/job/{job_id}")
@@ -142,7 +108,7 @@ async def job_events(
         request_data={"after": after, "view": access.view.value},
         access=access,
     )
-    await session.commit()
+    await session.commit()  # the audit row is in before the stream starts, which may last minutes
     events = services.events
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
@@ -156,7 +122,7 @@ async def job_events(
                     seen = item.seq
                     if not access.identified and not event_is_visible(kind, options, item.event):
                         continue
-                    yield ServerSentEvent(data=json.dumps(item.data), event=item.event, id=str(item.seq))
+                    yield sse_event(item.event, item.data, id=item.seq)
                     if item.event in TERMINAL_EVENTS:
                         return
                 if batch:
@@ -168,7 +134,7 @@ async def job_events(
         finally:
             metrics.SSE_STREAMS.dec()
 
-    return EventSourceResponse(stream(), ping=15, send_timeout=30)
+    return sse_response(stream())
 
 
 @router.delete("/job/{job_id}")
@@ -177,16 +143,5 @@ async def delete_job(
 ) -> dict[str, Any]:
     """Cancel a queued or running job (from any replica); remove a finished job with its results."""
     job, access = await job_for(services, session, principal, job_id, Action.write)
-    previous = job.status
-    outcome = await services.jobs.cancel_or_delete(session, job)
-    await audit.record(
-        action="job.cancel" if outcome == "cancelled" else "job.delete",
-        resource_type="job",
-        resource_id=job_id,
-        phi_accessed=False,
-        request_data={"previous_status": previous},
-        access=access,
-    )
-    await session.commit()
-    await services.jobs.after_commit(job_id, outcome)
+    outcome = await services.jobs.cancel_or_delete(session, audit, job, access)
     return {"job_id": job_id, "status": outcome}

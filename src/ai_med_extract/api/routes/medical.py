@@ -19,13 +19,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from ai_med_extract.agents.medical.extractor import MedicalExtractor
 from ai_med_extract.agents.medical.fhir import FHIR_MEDIA_TYPE, to_fhir_bundle
 from ai_med_extract.agents.medical.schema import MedicalExtraction
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ReaderDep, ServicesDep, SessionDep
 from ai_med_extract.api.ownership import document_for
-from ai_med_extract.db.medical import MedicalRecordRepository, RecordView, VersionInfo
+from ai_med_extract.db.medical import RecordView, VersionInfo
 from ai_med_extract.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from ai_med_extract.jobs.document import DocumentResult
 from ai_med_extract.security.access import Access, Action, Owner, authorize
 from ai_med_extract.security.keys import Principal
 from ai_med_extract.services import Services
@@ -100,10 +100,6 @@ def _if_match_version(if_match: str, record_id: str, current: int) -> int:
     )
 
 
-def _agent(services: Services) -> MedicalExtractor:
-    return services.agent("medical", code="MEDICAL_UNAVAILABLE", what="medical extraction")  # type: ignore[no-any-return]
-
-
 def _history(rows: list[VersionInfo]) -> list[VersionOut]:
     return [
         VersionOut(version=r.version, changed_by=r.changed_by, reason=r.reason, counts=r.counts,
@@ -140,8 +136,7 @@ async def _document_text(services: Services, session: Any, principal: Principal,
     if not result:
         raise Unprocessable("the document has not been processed", code="DOCUMENT_NOT_PROCESSED",
                             details={"document_id": document_id[:64]})
-    # the de-identified text when the pipeline scrubbed it, else the extracted text
-    text = (result.get("phi") or {}).get("text") or result.get("text")
+    text = DocumentResult.from_dict(result).best_text()
     if not text:
         raise Unprocessable("the document has no text", code="DOCUMENT_HAS_NO_TEXT",
                             details={"document_id": document_id[:64]})
@@ -157,7 +152,7 @@ async def extract_medical_data(
     audit: AuditDep,
     principal: ClinicianDep,
 ) -> RecordOut:
-    agent = _agent(services)
+    agent = services.medical_agent()
     if body.document_id is not None:
         text = await _document_text(services, session, principal, body.document_id)
         await session.commit()  # end the read: the extraction below may be slow (LLM mode)
@@ -165,7 +160,7 @@ async def extract_medical_data(
         text = body.text or ""
     extraction = await agent.aextract(text, mode=body.mode, model=body.model)
     counts = extraction.counts()
-    repo = MedicalRecordRepository(services.cipher)
+    repo = services.medical_records
     view = await repo.create(
         session,
         source=text,
@@ -207,7 +202,7 @@ async def get_updated_medical_data(
     version: int | None = Query(None, ge=1, description="A past version (default: the latest)"),
     fhir: bool = Query(True),
 ) -> RecordOut:
-    repo = MedicalRecordRepository(services.cipher)
+    repo = services.medical_records
     if (record_id is None) == (document_id is None):
         raise BadRequest("give exactly one of record_id or document_id", code="MEDICAL_QUERY_INVALID")
     if record_id is None:
@@ -248,7 +243,7 @@ async def medical_record_fhir(
 ) -> Response:
     """The record's FHIR R4 Bundle on its own, for loading into other systems."""
 
-    repo = MedicalRecordRepository(services.cipher)
+    repo = services.medical_records
     view = await repo.get(session, record_id, version=version)
     data = MedicalExtraction.model_validate(view.data)
     bundle = await asyncio.to_thread(to_fhir_bundle, data, seed=f"{view.id}/{view.version}")
@@ -274,7 +269,7 @@ async def update_medical_data(
         None, max_length=512, description="An ETag from a read of this record; 412 if the record changed since"
     ),
 ) -> UpdateOut:
-    repo = MedicalRecordRepository(services.cipher)
+    repo = services.medical_records
     current = await repo.get(session, body.record_id)
     access = _record_access(principal, current, Action.write)
     expected = body.version
@@ -290,7 +285,7 @@ async def update_medical_data(
             "the corrected data does not match the schema", code="MEDICAL_DATA_INVALID",
             details={"errors": [{"loc": list(e["loc"]), "type": e["type"]} for e in exc.errors()[:20]]},
         ) from None
-    ungrounded = _ungrounded(corrected, current.source)
+    ungrounded = corrected.ungrounded(current.source)
     if ungrounded:
         raise Unprocessable(
             "items must point at their words in the source text (or use detector 'clinician')",
@@ -313,14 +308,3 @@ async def update_medical_data(
     response.headers["ETag"] = etag(body.record_id, new_version)
     return UpdateOut(record_id=body.record_id, version=new_version, counts=counts)
 
-
-def _ungrounded(data: MedicalExtraction, source: str) -> list[str]:
-    """Ids of items whose offsets do not give back their text (clinician-added items are exempt)."""
-
-    bad = []
-    for item in data.items():
-        if item.detector == "clinician":
-            continue
-        if not (0 <= item.start <= item.end <= len(source)) or source[item.start : item.end] != item.text:
-            bad.append(item.id)
-    return bad

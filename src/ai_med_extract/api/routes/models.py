@@ -7,7 +7,6 @@ summarise clinical text and are audited. Responses report every fallback the poo
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -17,21 +16,22 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
+from ai_med_extract.agents.summary.free_text import (
+    openvino_model,
+    record_as_text,
+    stream_summary,
+    summarize_text,
+)
 from ai_med_extract.api.deps import AdminDep, Audit, AuditDep, ClinicianDep, ReaderDep, ServicesDep
-from ai_med_extract.errors import AppError, ServiceUnavailable
-from ai_med_extract.inference.catalogue import ModelType
+from ai_med_extract.api.sse import error_event, sse_event, sse_response
+from ai_med_extract.errors import ServiceUnavailable
 from ai_med_extract.inference.pool import ModelPool
-from ai_med_extract.inference.types import ChatMessage, Fallback, GenerationRequest, GenerationResult
+from ai_med_extract.inference.types import Fallback, GenerationResult
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["models"])
 
-SUMMARY_INSTRUCTIONS = (
-    "You are a clinical documentation assistant. Summarise the clinical text for a clinician: "
-    "presenting problem, diagnoses, treatments, key results and follow-up. Use only facts stated in the "
-    "text; do not invent values. Write plain sentences."
-)
 MAX_TEXT_CHARS = 200_000
 
 
@@ -39,7 +39,7 @@ def get_pool(services: ServicesDep) -> ModelPool:
     pool = services.pool
     if pool is None:
         raise ServiceUnavailable("the model pool is not configured", code="MODEL_POOL_UNAVAILABLE")
-    return pool  # type: ignore[no-any-return]
+    return pool
 
 
 PoolDep = Annotated[ModelPool, Depends(get_pool)]
@@ -88,41 +88,6 @@ def _result_body(result: GenerationResult) -> dict[str, Any]:
     }
 
 
-def _summary_request(text: str, model: str | None, max_tokens: int, temperature: float) -> GenerationRequest:
-    return GenerationRequest(
-        messages=(ChatMessage("system", SUMMARY_INSTRUCTIONS), ChatMessage("user", text)),
-        model=model,
-        max_tokens=max_tokens,
-        temperature=temperature,
-    )
-
-
-def _record_as_text(data: dict[str, Any] | list[Any]) -> str:
-    """A structured record as indented ``key: value`` lines the models read well."""
-    lines: list[str] = []
-
-    def walk(value: Any, indent: int, label: str | None) -> None:
-        pad = "  " * indent
-        if isinstance(value, dict):
-            if label:
-                lines.append(f"{pad}{label}:")
-            for key, item in value.items():
-                walk(item, indent + (1 if label else 0), str(key))
-        elif isinstance(value, list):
-            if label:
-                lines.append(f"{pad}{label}:")
-            for item in value:
-                if isinstance(item, dict | list):
-                    walk(item, indent + 1, None)
-                else:
-                    lines.append(f"{pad}  - {item}")
-        else:
-            lines.append(f"{pad}{label}: {value}" if label else f"{pad}{value}")
-
-    walk(data, 0, None)
-    return "\n".join(lines)
-
-
 def wants_stream(request: Request, asked: bool) -> bool:
     return asked or "text/event-stream" in request.headers.get("accept", "")
 
@@ -150,36 +115,31 @@ async def switch_model(body: ModelChoice, pool: PoolDep, _admin: AdminDep) -> di
 
 
 async def _sse(
-    pool: ModelPool, req: GenerationRequest, request: Request, audit: Audit, action: str
+    pool: ModelPool, body: SummaryRequest, request: Request, audit: Audit, action: str
 ) -> AsyncIterator[ServerSentEvent]:
     fallbacks: list[Fallback] = []
     reported = 0
     pieces = 0
     status, code = 200, None
-    stream = pool.stream(req, fallbacks=fallbacks)
+    stream = stream_summary(
+        pool, body.text, model=body.model_name, max_tokens=body.max_tokens, temperature=body.temperature,
+        fallbacks=fallbacks,
+    )
     try:
         async for piece in stream:
             for item in fallbacks[reported:]:
-                yield ServerSentEvent(json.dumps(asdict(item)), event="fallback")
+                yield sse_event("fallback", asdict(item))
             reported = len(fallbacks)
             pieces += 1
-            yield ServerSentEvent(json.dumps({"text": piece}), event="token")
+            yield sse_event("token", {"text": piece})
             if pieces % 16 == 0 and await request.is_disconnected():
                 return
         for item in fallbacks[reported:]:
-            yield ServerSentEvent(json.dumps(asdict(item)), event="fallback")
-        yield ServerSentEvent(
-            json.dumps({"pieces": pieces, "fallbacks": _fallbacks(fallbacks)}), event="done"
-        )
-    except AppError as exc:
-        status, code = exc.status_code, exc.code
-        yield ServerSentEvent(json.dumps({"code": exc.code, "message": exc.message}), event="error")
+            yield sse_event("fallback", asdict(item))
+        yield sse_event("done", {"pieces": pieces, "fallbacks": _fallbacks(fallbacks)})
     except Exception as exc:  # the response has started: report a code, never the exception text
-        status, code = 500, "INTERNAL_ERROR"
-        logger.error("summary stream failed", extra={"error_type": type(exc).__name__})
-        yield ServerSentEvent(
-            json.dumps({"code": "INTERNAL_ERROR", "message": "generation failed"}), event="error"
-        )
+        status, code, event = error_event(exc, logger=logger, what="generation")
+        yield event
     finally:
         await stream.aclose()
         await audit.outcome(
@@ -196,7 +156,6 @@ async def generate_summary(
     audit: AuditDep,
     _clinician: ClinicianDep,
 ) -> dict[str, Any] | EventSourceResponse:
-    req = _summary_request(body.text, body.model_name, body.max_tokens, body.temperature)
     streaming = wants_stream(request, body.stream)
     # intent and outcome in short transactions of their own: the generation holds no audit lock
     await audit.intent(
@@ -211,21 +170,16 @@ async def generate_summary(
         },
     )
     if streaming:
-        return EventSourceResponse(_sse(pool, req, request, audit, "summary.generate"), ping=15, send_timeout=30)
-    result = await pool.generate(req)
+        return sse_response(_sse(pool, body, request, audit, "summary.generate"))
+    result = await summarize_text(
+        pool, body.text, model=body.model_name, max_tokens=body.max_tokens, temperature=body.temperature
+    )
     await audit.outcome(action="summary.generate", request_data=_outcome_data(result))
     return _result_body(result)
 
 
 def _outcome_data(result: GenerationResult) -> dict[str, Any]:
     return {"model": result.model, "completion_tokens": result.completion_tokens, "fallbacks": len(result.fallbacks)}
-
-
-def openvino_model(pool: ModelPool) -> str | None:
-    entries = [e for e in pool.catalogue.patient_summary_models if e.type is ModelType.openvino]
-    active = [e for e in entries if e.is_active]
-    chosen = (active or entries)[:1]
-    return chosen[0].name if chosen else None
 
 
 @router.post("/patient_summary_openvino")
@@ -235,7 +189,7 @@ async def patient_summary_openvino(
     audit: AuditDep,
     _clinician: ClinicianDep,
 ) -> dict[str, Any]:
-    text = body.text or _record_as_text(body.patient_data or {})
+    text = body.text or record_as_text(body.patient_data or {})
     model = body.model_name or openvino_model(pool)
     await audit.intent(
         action="summary.patient_openvino",
@@ -248,6 +202,6 @@ async def patient_summary_openvino(
             "max_tokens": body.max_tokens,
         },
     )
-    result = await pool.generate(_summary_request(text, model, body.max_tokens, body.temperature))
+    result = await summarize_text(pool, text, model=model, max_tokens=body.max_tokens, temperature=body.temperature)
     await audit.outcome(action="summary.patient_openvino", request_data=_outcome_data(result))
     return _result_body(result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter
@@ -12,15 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from ai_med_extract.agents.phi.agent import PhiAgent
 from ai_med_extract.agents.phi.types import Operator
 from ai_med_extract.api.deps import AdminDep, AuditDep, ClinicianDep, ServicesDep, SessionDep
-from ai_med_extract.db.phi import PhiMappingRepository
 from ai_med_extract.errors import NotFound
 from ai_med_extract.security.access import Action, Owner, authorize
-from ai_med_extract.services import Services
 
 router = APIRouter(tags=["phi"])
 
 MAX_TEXT_CHARS = 2_000_000
-_TOKEN = re.compile(r"\[[A-Z_]+-[0-9a-f]{8}\]")
 
 
 class ScrubRequest(BaseModel):
@@ -57,10 +53,6 @@ class ReidentifyResponse(BaseModel):
     replaced: int
 
 
-def _agent(services: Services) -> PhiAgent:
-    return services.agent("phi", code="PHI_UNAVAILABLE", what="PHI scrubbing")  # type: ignore[no-any-return]
-
-
 @router.post("/scrub_phi", response_model=ScrubResponse)
 async def scrub_phi(
     body: ScrubRequest,
@@ -69,12 +61,11 @@ async def scrub_phi(
     audit: AuditDep,
     principal: ClinicianDep,
 ) -> ScrubResponse:
-    agent = _agent(services)
+    agent = services.phi_agent()
     result = await run_in_threadpool(agent.scrub, body.text, operator=body.operator, patient_key=body.patient_key)
     mapping_id = None
     if body.operator is Operator.reversible:
-        repo = PhiMappingRepository(services.cipher)
-        mapping_id = await repo.save(
+        mapping_id = await services.phi_mappings.save(
             session, result.mapping, patient_ref=agent.patient_ref(body.patient_key), key_id=agent.key_id,
             created_by=principal.user_id,
             tenant=principal.tenant,
@@ -110,23 +101,12 @@ async def reidentify(
     audit: AuditDep,
     principal: AdminDep,
 ) -> ReidentifyResponse:
-    stored = await PhiMappingRepository(services.cipher).load(session, body.mapping_id)
+    stored = await services.phi_mappings.load(session, body.mapping_id)
     missing = NotFound("no such PHI mapping", code="PHI_MAPPING_NOT_FOUND")
     if stored is None:
         raise missing
     access = authorize(principal, Owner(stored.created_by, stored.tenant), missing, Action.write)
-    mapping = stored.mapping
-    replaced = 0
-
-    def put_back(m: re.Match[str]) -> str:
-        nonlocal replaced
-        original = mapping.get(m.group(0))
-        if original is None:
-            return m.group(0)
-        replaced += 1
-        return original
-
-    text = _TOKEN.sub(put_back, body.text)
+    text, replaced = PhiAgent.reidentify(body.text, stored.mapping)
     await audit.record(
         action="phi.reidentify",
         resource_type="phi_mapping",

@@ -21,8 +21,9 @@ from ai_med_extract.agents.summary import TEMPLATE_MODEL, SummaryOptions, load_r
 from ai_med_extract.agents.summary.soap import transcript_record
 from ai_med_extract.api.deps import AuditDep, ClinicianDep, ServicesDep, SessionDep
 from ai_med_extract.api.ownership import job_for
-from ai_med_extract.api.routes.jobs import submit_job
+from ai_med_extract.api.responses import job_accepted
 from ai_med_extract.errors import BadRequest, Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
+from ai_med_extract.jobs.document import DocumentResult
 from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.security.access import Action
 from ai_med_extract.services import Services
@@ -95,10 +96,9 @@ async def _queue(
     services: Services, session: Any, audit: Any, principal: Any, *, payload: dict[str, Any],
     options: dict[str, Any], action: str, request_data: dict[str, Any],
 ) -> JSONResponse:
-    if "summary" not in services.agents:
+    if services.agents.summary is None:
         raise ServiceUnavailable("patient summaries are not enabled", code="SUMMARY_UNAVAILABLE")
-    return await submit_job(
-        services,
+    submitted = await services.jobs.submit(
         session,
         audit,
         kind="summary",
@@ -109,6 +109,7 @@ async def _queue(
         action=action,
         request_data=request_data,
     )
+    return job_accepted(submitted)
 
 
 @router.post("/generate_patient_summary", status_code=202)
@@ -145,14 +146,12 @@ async def generate_patient_summary(
     )
 
 
-def _document_input(doc: dict[str, Any]) -> dict[str, Any]:
+def _document_input(stored: dict[str, Any]) -> dict[str, Any]:
     """An upload result as summary input: the scrubbed text when scrubbing ran, and any FHIR output."""
-    phi = doc.get("phi") or {}
-    medical = doc.get("medical") or {}
-    out: dict[str, Any] = {"document_id": doc.get("document_id"), "text": phi.get("text") or doc.get("text") or ""}
-    fhir = medical.get("fhir") if isinstance(medical, dict) else None
-    if isinstance(fhir, dict):
-        out["fhir"] = fhir
+    doc = DocumentResult.from_dict(stored)
+    out: dict[str, Any] = {"document_id": stored.get("document_id"), "text": doc.best_text() or ""}
+    if doc.fhir is not None:
+        out["fhir"] = doc.fhir
     return out
 
 

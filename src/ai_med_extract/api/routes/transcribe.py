@@ -13,21 +13,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
-from ai_med_extract.agents.text import DocumentKind, TextExtractionAgent
+from ai_med_extract.agents.text import DocumentKind
 from ai_med_extract.agents.text.audio import SAMPLE_RATE, decode_audio
-from ai_med_extract.api.deps import AuditDep, ClinicianDep, ServicesDep, SessionDep
-from ai_med_extract.api.routes.jobs import read_limited, submit_job
+from ai_med_extract.api.deps import Audit, AuditDep, ClinicianDep, ServicesDep, SessionDep
+from ai_med_extract.api.responses import job_accepted
 from ai_med_extract.errors import BadRequest, UnsupportedMediaType
 from ai_med_extract.jobs.service import IncomingFile
+from ai_med_extract.security.keys import Principal
 from ai_med_extract.services import Services
 
 router = APIRouter(tags=["transcription"])
-
-
-def _agent(services: Services) -> TextExtractionAgent:
-    return services.agent("text", code="FORMAT_UNAVAILABLE", what="text extraction")  # type: ignore[no-any-return]
 
 
 @router.post("/transcribe", response_model=None)
@@ -39,9 +37,9 @@ async def transcribe(
     file: Annotated[UploadFile, File(description="Audio: WAV, MP3, M4A, FLAC, OGG ...")],
     background: Annotated[bool, Form(description="Always answer with a job, whatever the length")] = False,
 ) -> dict[str, Any] | JSONResponse:
-    agent = _agent(services)
+    agent = services.text_agent()
     settings = services.settings
-    data = await read_limited(file, settings.upload.max_bytes)
+    data = await services.jobs.read_file(file)
     if not data:
         raise BadRequest("the file is empty", code="EMPTY_FILE")
     detected = await run_in_threadpool(agent.detect, data)
@@ -83,17 +81,16 @@ async def transcribe(
 
 
 async def _as_job(
-    services: Any,
-    session: Any,
-    audit: Any,
-    principal: Any,
+    services: Services,
+    session: AsyncSession,
+    audit: Audit,
+    principal: Principal,
     data: bytes,
     media_type: str,
     file: UploadFile,
     duration: float,
 ) -> JSONResponse:
-    return await submit_job(
-        services,
+    submitted = await services.jobs.submit(
         session,
         audit,
         kind="upload",
@@ -103,5 +100,5 @@ async def _as_job(
         options={"scrub": False, "extract": False, "needs_secret": False},
         action="audio.transcribe",
         request_data={"bytes": len(data), "media_type": media_type, "duration_s": round(duration, 2)},
-        extra={"duration_s": round(duration, 2)},
     )
+    return job_accepted(submitted, {"duration_s": round(duration, 2)})
