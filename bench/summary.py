@@ -8,10 +8,11 @@ notes, twelve years of one patient. For the template summariser and for each cat
 runs on this machine (a GGUF file that resolves offline), in the same process and run:
 
 - **grounding**: every statement of the narrative and the assessment is checked against the record
-  (dates, numbers, drugs, diagnoses, each looked up among the facts). Reported: the share supported,
+  (dates, numbers, counts, drugs, diagnoses, each looked up among the facts and the guideline checks). Reported: the share supported,
   the share removed as unsupported, and the statements that cite record ids;
 - **omissions**: active problems, active medications and allergies of the record that the summary
   does not name: in the whole summary, and in the written narrative plus assessment alone;
+- **invented drugs**: drug names in the summary that no fact of the record names (should be none);
 - **speed** (models only): ``PatientSummaryAgent.summarize`` end to end (FHIR parsing, notes read by the
   medical extractor, template sections, guideline checks, the model's narrative and assessment, the
   grounding check) next to one direct ``ModelPool.generate`` call on the same token budget: a prompt
@@ -98,6 +99,12 @@ def omissions(text: str, expected: dict[str, list[tuple[str, list[str]]]]) -> di
             for kind, items in expected.items()}
 
 
+def drugs_not_in_record(text: str, record: PatientRecord, drugs: DrugDictionary) -> list[str]:
+    """Drug names (generic) the summary text names that no fact of the record names."""
+    known = set(GroundingIndex(record, drugs).drug_names)
+    return sorted({name for name, _, _ in drugs.find(text)} - known)
+
+
 def grounding_figures(summary: PatientSummary, record: PatientRecord, drugs: DrugDictionary) -> dict[str, Any]:
     written = [st for key in WRITTEN for st in summary.sections[key].statements]
     if summary.generation.generator == "model":
@@ -105,7 +112,7 @@ def grounding_figures(summary: PatientSummary, record: PatientRecord, drugs: Dru
         checked, supported, removed = g.checked, g.supported, g.removed
     else:  # the template's own sentences, through the same check
         report = GroundingReport(mode="flag")
-        index = GroundingIndex(record, drugs)
+        index = GroundingIndex(record, drugs, summary.guideline_checks)
         for st in written:
             ground_text(st.text, index, mode="flag", report=report)
         checked, supported, removed = report.checked, report.supported, 0
@@ -128,6 +135,8 @@ def figures(summary: PatientSummary, record: PatientRecord, drugs: DrugDictionar
         "expected": {k: len(v) for k, v in expected.items()},
         "omissions_in_summary": whole,
         "omissions_in_narrative_and_assessment": {k: len(v) for k, v in alone.items()},
+        "active_problems_not_named": whole["active_problems"],
+        "drugs_not_in_record": drugs_not_in_record(summary.markdown, record, drugs),
         "generation": summary.generation.model_dump(exclude={"fallbacks"}),
     }
 
@@ -221,7 +230,8 @@ if __name__ == "__main__":
         g = r["grounding"]
         missing = {k: len(v) for k, v in r["omissions_in_summary"].items()}
         line = (f"{name}: supported {g['supported_share']}, removed {g['removed_share']} of "
-                f"{g['statements_checked']} statements; omitted {missing}")
+                f"{g['statements_checked']} statements; omitted {missing}; "
+                f"drugs not in the record {r['drugs_not_in_record']}")
         if "ratio_end_to_end_to_direct" in r:
             line += (f"; end to end {r['end_to_end_s']} s vs direct call {r['direct_call_s']} s: "
                      f"{r['ratio_end_to_end_to_direct']}x")

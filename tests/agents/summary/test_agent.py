@@ -9,8 +9,11 @@ import pytest
 
 from ai_med_extract.agents.summary import PatientSummaryAgent, SummaryCache, SummaryOptions
 from ai_med_extract.agents.summary.generation import Generator
+from ai_med_extract.agents.summary.grounding import GroundingIndex, ground_text
 from ai_med_extract.agents.summary.inputs import load_record
 from ai_med_extract.agents.summary.lexicon import DrugDictionary
+from ai_med_extract.agents.summary.models import GroundingReport
+from ai_med_extract.agents.summary.text_facts import read_notes
 from ai_med_extract.config import SummarySettings
 from ai_med_extract.inference.pool import ModelPool
 from tests.agents.summary.synthetic import Truth, make_bundle, make_synthea_sized_bundle
@@ -148,7 +151,7 @@ async def test_shipped_model_writes_a_grounded_narrative(
             assert st.flags == []  # in remove mode nothing unsupported is left
 
 
-async def test_a_synthea_sized_bundle_is_summarised_by_a_hosted_model_in_parallel_chunks(
+async def test_a_synthea_sized_bundle_is_summarised_by_a_hosted_model_from_a_compact_fact_list(
     make_pool: Any, tmp_path: Any, drugs: DrugDictionary, reader: Any
 ) -> None:
     data, truth = make_synthea_sized_bundle()
@@ -158,16 +161,52 @@ async def test_a_synthea_sized_bundle_is_summarised_by_a_hosted_model_in_paralle
     model = write_tiny_gguf(tmp_path / "tiny-8k.gguf", context_length=8192)
     pool = make_pool([{"name": "tiny", "type": "gguf", "path": str(model), "n_ctx": 8192,
                        "options": {"n_batch": 512}}], text_fallback=False)
+    prompts: list[str] = []
+    stream = pool.stream
+
+    def recording_stream(req: Any) -> Any:
+        prompts.append(req.messages[-1].content)
+        return stream(req)
+
+    pool.stream = recording_stream  # type: ignore[method-assign]
 
     settings = SummarySettings(chunk_max_tokens=16, narrative_max_tokens=24, assessment_max_tokens=16,
                                parallel_chunks=4, cache_size=0)
     agent = PatientSummaryAgent(pool, settings, drugs=drugs, reader=reader)
     summary = await agent.summarize(data, SummaryOptions(model="tiny"))
 
-    # too big for one prompt of this byte-level model: chunks in parallel, combined, then the assessment
+    # the template states the facts; the model gets them as one compact list (not the 36 visits in
+    # chunks): one narrative call, then the assessment over the same list (a shared prompt prefix)
     info = summary.generation
     assert info.generator == "model", info
-    assert info.chunks > 1 and info.calls == info.chunks + info.combine_rounds + 1
+    assert info.chunks == 1 and info.calls == 2 and info.combine_rounds == 0
     assert pool.describe_model("tiny")["isolated"] is True
+    record_part = [p.split("\n\n")[0] for p in prompts]
+    assert len(prompts) == 2 and record_part[0] == record_part[1]
+    assert "Timeline" in prompts[0] and "diagnosed diabetes mellitus type 2" in prompts[0].lower()
+    assert len(prompts[0]) < 8000  # far less than the record: every visit is not restated
+
+    # quality: every active condition named, no drug the record does not name
+    record = load_record(data)
+    problems = " ".join(s.text for s in summary.sections["active_problems"].statements).lower()
+    assert all(c.split(" (")[0].lower() in problems for c in truth.conditions)
+    named = {name for name, _, _ in drugs.find(summary.markdown)}
+    assert named and named <= set(GroundingIndex(record, drugs).drug_names)
+
+
+async def test_the_template_summary_of_a_synthea_sized_bundle_passes_its_own_grounding_check(
+    drugs: DrugDictionary, reader: Any
+) -> None:
+    data, truth = make_synthea_sized_bundle()
+    summary = await PatientSummaryAgent(None, SummarySettings(cache_size=0), drugs=drugs, reader=reader).summarize(data)
+    record = load_record(data)
+    read_notes(record, reader)
+    index = GroundingIndex(record, drugs, summary.guideline_checks)
+    report = GroundingReport(mode="flag")
+    statements = [st for key in ("narrative", "assessment") for st in summary.sections[key].statements]
+    for st in statements:
+        ground_text(st.text, index, mode="flag", report=report)
+    assert report.checked >= len(statements) > 30
+    assert report.unsupported == 0, report  # the template only restates the record
     problems = " ".join(s.text for s in summary.sections["active_problems"].statements).lower()
     assert all(c.split(" (")[0].lower() in problems for c in truth.conditions)

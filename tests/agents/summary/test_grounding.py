@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from ai_med_extract.agents.summary import load_record
 from ai_med_extract.agents.summary.grounding import GroundingIndex, ground_text
+from ai_med_extract.agents.summary.guidelines import evaluate
 from ai_med_extract.agents.summary.lexicon import DrugDictionary
 from ai_med_extract.agents.summary.models import GroundingReport
 from tests.agents.summary.test_inputs import PATIENT_MODEL
@@ -80,3 +83,44 @@ def test_degenerate_generation_loops_are_cut() -> None:
     assert trim_repetition(looped) == "2021-02-10 to 2021-08-15:"
     fine = "HbA1c rose from 7.1 to 7.9. Metformin was started. Lisinopril was added."
     assert trim_repetition(fine) == fine
+
+
+def test_record_facts_restated_in_the_templates_form_are_supported(drugs: DrugDictionary) -> None:
+    record = load_record(PATIENT_MODEL)
+    checks = evaluate(record, drugs, date(2021, 8, 15))
+    index = GroundingIndex(record, drugs, checks)
+    gap = next(c for c in checks if c.rule == "diabetes.hba1c_control")
+    report = GroundingReport(mode="flag")
+    out = ground_text(
+        # a visit line with the count of items it leaves out, the record's span, a guideline gap
+        # with the rule's threshold, and the count of orders of one drug
+        "2021-02-10: Routine check: diagnosed Type 2 diabetes mellitus; prescribed metformin; and 3 more item(s). "
+        "The record covers 2021-02-10 to 2021-08-15 with 2 encounter(s). "
+        f"Guideline gap: {gap.title}: {gap.detail} "
+        "Metformin was ordered at 2 visits.",
+        index, mode="flag", report=report,
+    )
+    assert gap.status == "not_met" and "7.0" in gap.title
+    assert report.checked == 4 and report.supported == 4, [(s.text, s.flags) for s in out]
+    assert all(s.flags == [] for s in out)
+
+
+def test_template_shaped_statements_with_an_absent_drug_condition_or_count_are_removed(drugs: DrugDictionary) -> None:
+    record = load_record(PATIENT_MODEL)
+    index = GroundingIndex(record, drugs, evaluate(record, drugs, date(2021, 8, 15)))
+    report = GroundingReport(mode="remove")
+    out = ground_text(
+        "2021-02-10: Routine check: diagnosed Type 2 diabetes mellitus; prescribed warfarin. "
+        "2021-08-15: Follow-up: diagnosed atrial fibrillation; prescribed lisinopril. "
+        "2021-08-15: Follow-up: diagnosed Hypertension; and 57 more item(s). "
+        "2021-08-15: Follow-up: diagnosed Hypertension; prescribed lisinopril.",
+        index, mode="remove", report=report,
+    )
+    assert [s.text for s in out] == ["2021-08-15: Follow-up: diagnosed Hypertension; prescribed lisinopril."]
+    assert report.removed == 3
+    assert report.unsupported_claims == {"drug": 1, "diagnosis": 1, "count": 1}
+    # a guideline threshold is supported only when the checks are handed in
+    bare = GroundingReport(mode="remove")
+    ground_text("HbA1c is above the 7.0 % target of the guideline.", GroundingIndex(record, drugs),
+                mode="remove", report=bare)
+    assert bare.removed == 1

@@ -17,7 +17,7 @@ from ai_med_extract.errors import AppError
 
 from .cache import SummaryCache, cache_key
 from .facts import PatientRecord
-from .generation import Generator, TextModel
+from .generation import Generator, TextModel, compact_digest
 from .grounding import GroundingIndex, GroundingMode, ground_text
 from .guidelines import evaluate
 from .inputs import load_record
@@ -136,7 +136,7 @@ class PatientSummaryAgent:
                                       **{k: v for k, v in gen.info().items() if k in {"chunks", "fallbacks"}})
             else:
                 await progress("grounding", 90.0, "checking statements against the record")
-                index = await blocking(GroundingIndex, record, self.drugs)
+                index = await blocking(GroundingIndex, record, self.drugs, checks)
                 for name, text in (("narrative", narrative), ("assessment", assessment)):
                     grounded = await blocking(lambda t=text: ground_text(t, index, mode=mode, report=report))
                     if grounded:
@@ -180,12 +180,11 @@ class PatientSummaryAgent:
         async def chunk_progress(done: int, total: int) -> None:
             await progress("generate", 20.0 + 55.0 * done / total, f"chunk {done} of {total} summarised")
 
-        digest: list[Statement] = []
-        for key in ("active_problems", "medications", "allergies", "vitals_labs", "narrative", "guideline_checks"):
-            digest.extend(sections[key].statements)
+        digest, timeline = compact_digest(record, sections)
         narrative = await gen.narrative(
             record,
             digest=digest,
+            timeline=timeline,
             max_tokens=self.settings.narrative_max_tokens,
             chunk_max_tokens=self.settings.chunk_max_tokens,
             cap=options.context_tokens,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,8 +17,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ai_med_extract.inference.types import ChatMessage, GenerationRequest, GenerationResult
 
-from .facts import Fact, PatientRecord
-from .models import Statement
+from .facts import Fact, FactKind, PatientRecord
+from .models import Section, Statement
 from .template import visits
 
 T = TypeVar("T")
@@ -111,6 +112,69 @@ def visit_blocks(record: PatientRecord) -> list[tuple[date | None, list[Fact]]]:
     return blocks
 
 
+_NEW_KINDS = (FactKind.condition, FactKind.medication, FactKind.procedure)
+_VERB = {FactKind.condition: "diagnosed", FactKind.medication: "prescribed", FactKind.procedure: "procedure"}
+
+
+def _label_key(f: Fact) -> str:
+    return re.sub(r"\s*\((disorder|finding|procedure|situation)\)\s*$", "", f.label.strip(), flags=re.I).lower()
+
+
+def milestones(record: PatientRecord) -> list[Statement]:
+    """The visits where something first appears (a diagnosis, a drug, a procedure), each with only
+    what is new; visits that only repeat what earlier lines and the fact lists say are left out.
+    A drug or diagnosis read from a note counts only when no structured fact names it."""
+    structured = [(f.kind, _label_key(f)) for f in record.facts
+                  if f.kind in _NEW_KINDS and f.status != "mentioned" and f.source.span is None]
+
+    def named(kind: FactKind, key: str) -> bool:  # "metformin" is named by "metformin 500 mg oral tablet"
+        return any(k is kind and re.search(rf"\b{re.escape(key)}\b", label) for k, label in structured)
+
+    seen: set[tuple[FactKind, str]] = set()
+    out = []
+    for day, enc, facts in visits(record):
+        new: list[Fact] = []
+        for f in facts:
+            key = (f.kind, _label_key(f))
+            if f.kind not in _NEW_KINDS or key in seen:
+                continue
+            if (f.status == "mentioned" or f.source.span is not None) and named(*key):
+                continue
+            seen.add(key)
+            new.append(f)
+        if not new:
+            continue
+        items = []
+        for f in new:
+            verb = "mentioned" if f.status == "mentioned" else _VERB[f.kind]
+            item = f"{verb} {_label_key(f) if f.kind is not FactKind.medication else f.label}"
+            if f.kind is FactKind.condition and f.end_date:
+                item += f" (resolved {f.end_date.isoformat()})"
+            items.append(item)
+        head = re.sub(r"\s*\((procedure|finding)\)\s*$", "", enc.label, flags=re.I) if enc else "Record"
+        when = day.isoformat() if day else "undated"
+        out.append(Statement(text=f"{when}: {head}: " + "; ".join(items) + ".",
+                             citations=([enc.id] if enc else []) + [f.id for f in new]))
+    return out
+
+
+def compact_digest(record: PatientRecord, sections: dict[str, Section]) -> tuple[list[Statement], list[Statement]]:
+    """What the model writes the narrative from: the facts the template already states (record span,
+    active problems, medications, allergies, recent vitals and labs, unmet guideline checks) and the
+    visits that add something new (:func:`milestones`), instead of every visit of the record."""
+    core: list[Statement] = []
+    for key, label in (("overview", ""), ("active_problems", "Active problem: "), ("medications", "Medication: "),
+                       ("allergies", "Allergy: "), ("vitals_labs", "")):
+        for st in sections[key].statements if key in sections else []:
+            if key == "overview" and not st.text.startswith("The record covers"):
+                continue  # name, MRN: not needed to tell the story
+            core.append(Statement(text=label + st.text, citations=st.citations))
+    for st in sections["assessment"].statements if "assessment" in sections else []:
+        if st.text.startswith("Guideline gap"):
+            core.append(st)
+    return core, milestones(record)
+
+
 def trim_repetition(text: str, *, min_len: int = 24) -> str:
     """Cut a degenerate loop: from the third time a run of ``min_len``+ characters repeats, drop the rest.
     Small models decoding greedily sometimes repeat one phrase until the token limit."""
@@ -160,6 +224,7 @@ class Generator:
         self.window = 0
         self.record_text: str | None = None  # the digest both final prompts start with (prompt cache)
         self.stopped_early = 0
+        self.timeline_lines = (0, 0)  # timeline lines in the narrative prompt, of those offered
 
     def _request(self, prompt: str, max_tokens: int) -> GenerationRequest:
         return GenerationRequest(
@@ -263,18 +328,19 @@ class Generator:
         self, record: PatientRecord, *, max_tokens: int, chunk_max_tokens: int, cap: int | None,
         sink: TokenSink | None, progress: Callable[[int, int], Awaitable[None]] | None = None,
         digest: Sequence[Statement] = (),
+        timeline: Sequence[Statement] = (),
     ) -> str:
-        """The model's narrative. With a ``digest`` (the template's statements) that fits the window,
-        one call over it; otherwise the record's visits in chunks, summarised in parallel, combined."""
+        """The model's narrative. With a ``digest`` (the facts the template states) that fits the
+        window, one call over it plus as many ``timeline`` lines (visits that add something new) as
+        fit; otherwise the record's visits in chunks, summarised in parallel, combined."""
         max_tokens = self.out_tokens(max_tokens, cap)
         chunk_max_tokens = self.out_tokens(chunk_max_tokens, cap)
         if digest:
-            # What the template already says, condensed and cited: one call when it fits the window
-            text = "\n".join(_cited(st) for st in digest)
             room = await self.budget(max_tokens, RECORD_PROMPT.replace("{task}", NARRATIVE_TASK), cap)
-            if await self.model.count_tokens(text, self.model_name) <= room:
+            text = await self._fill(digest, timeline, room)
+            if text is not None:
                 self.chunks = 1
-                self.record_text = text
+                self.record_text = text  # the assessment's prompt starts with it: llama.cpp reuses the prefix
                 prompt = RECORD_PROMPT.format(lines=text, task=NARRATIVE_TASK)
                 return await self._call(prompt, max_tokens, "narrative", sink)
         budget = await self.budget(max(max_tokens, chunk_max_tokens), CHUNK_PROMPT, cap)
@@ -301,6 +367,28 @@ class Generator:
 
         parts = list(await _all(one(c) for c in chunks))
         return await self._combine(parts, max_tokens=max_tokens, cap=cap, sink=sink)
+
+    async def _fill(self, digest: Sequence[Statement], timeline: Sequence[Statement], room: int) -> str | None:
+        """The digest lines, then the timeline lines (in order) that still fit ``room`` tokens; None
+        when the digest alone does not fit."""
+        core = "\n".join(_cited(st) for st in digest)
+        used = await self.model.count_tokens(core + "\n", self.model_name) + 16  # 16: the timeline heading
+        if used > room:
+            return None
+        lines = [_cited(st) for st in timeline]
+        sem = asyncio.Semaphore(8)
+
+        async def count(line: str) -> int:
+            async with sem:
+                return await self.model.count_tokens(line + "\n", self.model_name)
+
+        kept = []
+        for line, n in zip(lines, await _all(count(x) for x in lines), strict=True):
+            if used + n <= room:
+                kept.append(line)
+                used += n
+        self.timeline_lines = (len(kept), len(lines))
+        return core + ("\nTimeline of new diagnoses, medicines and procedures:\n" + "\n".join(kept) if kept else "")
 
     async def _fit(self, text: str, budget: int) -> str:
         """``text`` cut (at the end) until it fits ``budget`` tokens."""

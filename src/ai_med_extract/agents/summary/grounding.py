@@ -6,12 +6,21 @@ through :mod:`.concepts`) and looks each up in an index built from the source fa
 claim the facts do not support is *unsupported*: removed (mode ``remove``, the default) or kept with
 flags (mode ``flag``). Supported sentences cite the facts their claims matched, plus any ``[F12]``
 markers the model wrote that name real facts.
+
+Two kinds of number are not record values and are checked as what they are:
+
+- **counts** ("and 4 more item(s)", "36 encounter(s)", "3 orders", "the last 5"): a count is supported
+  when the record yields it (facts of a kind, facts of one visit and those a visit line leaves out,
+  orders of one medication, guideline checks); "the last N" of a series when some series has N values;
+- **guideline figures** ("HbA1c below 7.0 %", "more than 365 days before 2028-08-26"): numbers and dates
+  of the guideline checks evaluated on this record, when the index is built with them.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -26,8 +35,8 @@ from .lexicon import (
     sentences,
     strip_spans,
 )
-from .models import GroundingReport, Statement
-from .template import age_on
+from .models import GroundingReport, GuidelineCheck, Statement
+from .template import MAX_ITEMS_PER_VISIT, age_on, visits
 
 GroundingMode = Literal["remove", "flag"]
 
@@ -38,6 +47,13 @@ _HEADING = re.compile(r"^\s*\**\s*(narrative|assessment|summary|chronological na
 _STOP = {"of", "the", "and", "with", "type", "disorder", "finding", "disease", "acute", "chronic", "mellitus"}
 MAX_CITES_PER_CLAIM = 3
 MIN_WORDS = 3  # a generated statement has at least this many words
+_COUNTED = (r"items?|item\(s\)|orders?|order\(s\)|encounters?|encounter\(s\)|visits?|visit\(s\)|notes?|"
+            r"note\(s\)|(?:guideline\s+)?checks?|check\(s\)|prescriptions?|diagnos[ie]s|problems?|medications?|"
+            r"allerg(?:y|ies)|procedures?")
+# "4 more item(s)", "36 encounter(s)", "7 applicable guideline checks": the number counts record items
+_COUNT = re.compile(rf"\b(\d+)\s+(?:more\s+|other\s+|applicable\s+|separate\s+|recorded\s+|active\s+)?(?:{_COUNTED})\b",
+                    re.I)
+_LAST_N = re.compile(r"\b(?:the\s+)?last\s+(\d+)(?=\s*(?:[:;,)]|values?|readings?|results?|measurements?))", re.I)
 
 
 @dataclass
@@ -51,7 +67,9 @@ class Check:
 class GroundingIndex:
     """What the source facts say, indexed for the claim kinds the checker verifies."""
 
-    def __init__(self, record: PatientRecord, drugs: DrugDictionary):
+    def __init__(self, record: PatientRecord, drugs: DrugDictionary, checks: Sequence[GuidelineCheck] = ()):
+        """``checks``: the guideline checks evaluated on ``record``; their thresholds and dates count
+        as stated facts (the summary reports them)."""
         self.record = record
         self.drugs = drugs
         self.ids = {f.id for f in record.facts}
@@ -60,9 +78,14 @@ class GroundingIndex:
         self.drug_names: dict[str, list[str]] = defaultdict(list)
         self.diagnoses: list[tuple[set[str], str, str]] = []  # (content tokens, normalised text, fact id)
         self.corpus: list[tuple[str, str]] = []  # (normalised text, fact id) of every fact
+        self.counts: set[int] = set()  # counts the record yields
+        self.longest_series = 0
         for f in record.facts:
             self._index(f)
         self._derived()
+        self._counts(len(checks))
+        for c in checks:
+            self._guideline(c)
 
     def _index(self, f: Fact) -> None:
         for d in (f.date, f.end_date):
@@ -104,6 +127,35 @@ class GroundingIndex:
             for y in (years, years + 1, max(years - 1, 0)):
                 self.numbers[float(y)].append("span")
 
+    def _counts(self, n_checks: int) -> None:
+        rec = self.record
+        self.counts.update(Counter(f.kind for f in rec.facts).values())
+        self.counts.update(Counter((f.kind, f.label.lower()) for f in rec.facts).values())
+        if n_checks:
+            self.counts.add(n_checks)
+        for _day, _enc, facts in visits(rec):
+            structured = [f for f in facts if f.status != "mentioned"
+                          and not (f.source.span and f.kind is not FactKind.note)]
+            for group in (facts, structured):
+                self.counts.add(len(group))
+                if len(group) > MAX_ITEMS_PER_VISIT:
+                    self.counts.add(len(group) - MAX_ITEMS_PER_VISIT)
+        series = Counter(f.concept for f in rec.of_kind(FactKind.observation) if f.concept and f.value is not None)
+        self.longest_series = max(series.values(), default=0)
+        self.counts.discard(0)
+
+    def _guideline(self, check: GuidelineCheck) -> None:
+        key = f"guideline:{check.rule}"
+        text = f"{check.title}. {check.detail}"
+        dates = find_dates(text)
+        for mention in dates:
+            day = mention.as_date()
+            if day and mention.precision == "day":
+                self.dates[day].append(key)
+        for value, _, _ in find_numbers(strip_spans(text, [(d.start, d.end) for d in dates])):
+            if key not in self.numbers[round(value, 6)]:
+                self.numbers[round(value, 6)].append(key)
+
     # -- lookups --------------------------------------------------------------------------------
     def number(self, value: float, decimals: int) -> list[str] | None:
         hit = self.numbers.get(round(value, 6))
@@ -113,6 +165,10 @@ class GroundingIndex:
             if round(known, decimals) == round(value, decimals):
                 return ids
         return None
+
+    def count(self, n: int, *, last: bool = False) -> bool:
+        """Whether the record yields the count ``n`` ("the last ``n``" values of some series, if ``last``)."""
+        return 0 < n <= self.longest_series if last else n in self.counts
 
     def date_ids(self, mention: object) -> list[str] | None:
         ids = [i for d, fact_ids in self.dates.items() if mention.matches(d) for i in fact_ids]  # type: ignore[attr-defined]
@@ -156,8 +212,16 @@ def check_sentence(text: str, index: GroundingIndex) -> Check:
         if ids is None:
             result.problems.append("date")
         else:
-            matched.extend(ids[:MAX_CITES_PER_CLAIM])
+            matched.extend([i for i in ids if i.startswith("F")][:MAX_CITES_PER_CLAIM])
     rest = strip_spans(clean, [(d.start, d.end) for d in dates])
+    counted = []
+    for pattern, last in ((_COUNT, False), (_LAST_N, True)):
+        for m in pattern.finditer(rest):
+            counted.append(m.span(1))
+            result.claims += 1
+            if not index.count(int(m.group(1)), last=last):
+                result.problems.append("count")
+    rest = strip_spans(rest, counted)
     for value, start, end in find_numbers(rest):
         token = rest[start:end]
         decimals = len(token.split(".")[1]) if "." in token else 0
