@@ -164,20 +164,18 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _misspelt(word: str, lx: Lexicon) -> bool:
-    """A long word that is not a known name and is one edit away from an ordinary word ("moniter") or
-    one letter off a drug name ("captoril")."""
+    """A long word that is not a known name and is one edit away from an ordinary word ("moniter")."""
     if len(word) < 6 or not word.isalpha() or lx.is_name_word(word) or word in lx.cities:
         return False
     english = lx.english
-    drugs = lx.drugs
     splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
     for a, b in splits:
-        if b and (a + b[1:] in english or a + b[1:] in drugs):
+        if b and a + b[1:] in english:
             return True
         if len(b) > 1 and a + b[1] + b[0] + b[2:] in english:
             return True
         for c in _LETTERS:
-            if (b and a + c + b[1:] in english) or a + c + b in english or a + c + b in drugs:
+            if (b and a + c + b[1:] in english) or a + c + b in english:
                 return True
     return False
 
