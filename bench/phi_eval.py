@@ -6,9 +6,12 @@ Sections (token recall/precision from the shared scorer, span recall per gold la
   upper      both of the above in ALL CAPS
   lower      both of the above in lowercase
 
+  --tune     instead: the sets tuning may look at (the dev half the model WAS trained on, and TRAIN-family
+             documents of a seed neither training nor validation used); never report these figures
+
 usage: python bench/phi_eval.py [--sections dev,generated,upper,lower] [--layers patterns,names,...]
                                [--without learned] [--no-ner] [--generated-docs N] [--ablate]
-                               [--missed] [--fp] [--data PATH]
+                               [--missed] [--fp] [--data PATH] [--tune]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ai_med_extract.agents.phi.training import find_dev_data, patient_half
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SEED = 20240611  # the generated test set: TEST family, its own seed
+TUNE_SEED = 7  # TRAIN-family documents for tuning: neither the training (0) nor the validation (1) seed
 
 
 def find_scorer() -> Path:
@@ -79,19 +83,25 @@ def main() -> None:
     ap.add_argument("--ablate", action="store_true", help="figures with each recognizer removed in turn")
     ap.add_argument("--missed", action="store_true", help="print missed gold spans")
     ap.add_argument("--fp", action="store_true", help="print false-positive predictions")
+    ap.add_argument("--tune", action="store_true", help="score the tuning sets instead of the held-out ones")
     a = ap.parse_args()
     dev_path = a.data or find_dev_data()
     score = load_scorer(a.scorer or find_scorer())
     sections = a.sections.split(",")
 
     half = held_out_half()
+    if a.tune:
+        half = "odd" if half == "even" else "even"
     sets: dict[str, list[dict]] = {}
     dev = list(patient_half((json.loads(line) for line in dev_path.open()), half)) if dev_path.is_file() else []
-    generated = list(synthetic.generate("test", a.generated_docs, TEST_SEED))
+    if a.tune:
+        generated = list(synthetic.generate("train", a.generated_docs, TUNE_SEED))
+    else:
+        generated = list(synthetic.generate("test", a.generated_docs, TEST_SEED))
     if "dev" in sections and dev:
-        sets[f"dev ({half} patients, not trained on)"] = dev
+        sets[f"dev ({half} patients, {'TRAINED ON: tuning only' if a.tune else 'not trained on'})"] = dev
     if "generated" in sections:
-        sets["generated TEST family"] = generated
+        sets["generated TRAIN family (tuning only)" if a.tune else "generated TEST family"] = generated
     for case in ("upper", "lower"):
         if case in sections:
             if dev:

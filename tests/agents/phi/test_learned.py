@@ -65,3 +65,23 @@ def test_clinical_words_stay_on_every_token_pass(default_scrubber: PhiScrubber) 
     text = "Hx of Parkinson's disease and Crohn's disease. Foley catheter placed. Metoprolol 25 mg BID, GCS 15."
     found = [text[s.start : s.end] for s in default_scrubber.detect(text)]
     assert found == []
+
+
+def test_hyphenated_clinical_words_are_explained_part_by_part() -> None:
+    from ai_med_extract.agents.phi.lexicon import load_lexicon
+    from ai_med_extract.agents.phi.types import PhiLabel
+
+    lx = load_lexicon()
+    assert not learned.keep("Insulin drip- titrate", PhiLabel.NAME, lx)
+    assert not learned.keep("re-infusing", PhiLabel.HOSPITAL, lx)
+    assert learned.keep("Anna Smith-Jones", PhiLabel.NAME, lx)
+
+
+def test_charting_shorthand_is_left_alone(default_scrubber: PhiScrubber) -> None:
+    text = (
+        "Neuro: alert, MAE x4, PERRLA. CV- SR 60s-70s, rare PACs, K 3.9.\n"
+        "Resp: LS diminished RLL, 3L NC, sats 93%. GI/GU: abd soft, +flatus, Foley draining amber.\n"
+        "Access: R IJ cordis, PIV x1. Plan: Lasix 40mg IV, am labs, OOB as tol.\n"
+    )
+    found = [text[s.start : s.end] for s in default_scrubber.detect(text)]
+    assert found == []

@@ -46,6 +46,8 @@ _MONTH = re.compile(
 _NUMERIC_DATE = re.compile(r"\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\b\d{1,2}[.-]\d{1,2}[.-]\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b")
 _MEASURE = re.compile(r"\d\s*(?:mg|mcg|ml|cc|l|lpm|units?|u|meq|mmhg|kg|g|%|hrs?|min)\b", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_][\w'-]*")
+_RANGE_OF_VALUES = re.compile(r"\d+\s*-\s*\d+'?s\b")  # "90-100's", "60-70s": a run of readings
+_SHIFT = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d\s*-\s*(?:[01]\d|2[0-3])[0-5]\d")  # "1900-0700": a shift
 
 
 def training_fingerprint(config_text: str | None = None) -> str:
@@ -192,11 +194,14 @@ def keep(text: str, label: PhiLabel, lx: Lexicon) -> bool:
     is an ordinary or clinical word that is not also a name or place (the allow-list), or a number
     lacks the shape of its kind (a dose, a range, a vital sign)."""
     if label in _WORDY:
-        words = [w.lower().removesuffix("'s") for w in _WORD.findall(text)]
+        # hyphenated words are judged part by part ("drip-", "up-infusing"; "Smith-Jones" stays a name)
+        whole = _WORD.findall(text)
+        words = [p for w in whole for p in w.lower().removesuffix("'s").split("-") if p]
         if not words:
             digits = sum(c.isdigit() for c in text)
-            return label is PhiLabel.LOCATION and 4 <= digits <= 7  # a postcode on its own
-        if len(words) > 6:
+            # a postcode on its own has a run of 3+ digits ("602 00", "12-345"; "15-10" is a setting)
+            return label is PhiLabel.LOCATION and 4 <= digits <= 7 and bool(re.search(r"\d{3}", text))
+        if len(whole) > 6:
             return False
         explained = [
             w in lx.stop or w in lx.clinical or w in lx.drugs
@@ -215,7 +220,9 @@ def keep(text: str, label: PhiLabel, lx: Lexicon) -> bool:
         return "@" in text or "www" in text.lower() or "://" in text
     if label is PhiLabel.AGE:
         return text.strip().isdigit() and 90 <= int(text.strip()) <= 125
-    if _MEASURE.search(text):
+    if _MEASURE.search(text) or _RANGE_OF_VALUES.search(text):
+        return False
+    if label is PhiLabel.DATE and _SHIFT.fullmatch(text.strip()):
         return False
     if label is PhiLabel.PHONE:
         letters = [w.lower() for w in re.findall(r"[A-Za-z]{2,}", text)]
