@@ -2,8 +2,9 @@
 # Container entry point: apply database migrations, then serve.
 #
 # Variables of the architecture document are mapped onto the service's AME_ settings when those are
-# not set themselves: MODEL_CACHE_DIR -> AME_MODELS__CACHE_DIR, HF_SPACES=true -> the t4 profile,
-# PORT -> AME_PORT. PRELOAD_GGUF=true loads the default model once before the port opens, which
+# not set themselves: MODEL_CACHE_DIR -> AME_MODELS__CACHE_DIR, HF_SPACES=true -> the t4 profile
+# where llama.cpp was built for CUDA (LLAMA_BACKEND=cuda, set by Dockerfile.hf-spaces), else the cpu
+# profile, PORT -> AME_PORT. PRELOAD_GGUF=true loads the default model once before the port opens, which
 # checks that it works on this hardware and warms the page cache (the service loads it again on use).
 set -eu
 
@@ -11,7 +12,11 @@ if [ -n "${MODEL_CACHE_DIR:-}" ] && [ -z "${AME_MODELS__CACHE_DIR:-}" ]; then
     export AME_MODELS__CACHE_DIR="$MODEL_CACHE_DIR"
 fi
 if [ "${HF_SPACES:-false}" = "true" ] && [ -z "${AME_MODELS__PROFILE:-}" ]; then
-    export AME_MODELS__PROFILE=t4
+    if [ "${LLAMA_BACKEND:-cpu}" = "cuda" ]; then
+        export AME_MODELS__PROFILE=t4
+    else
+        export AME_MODELS__PROFILE=cpu
+    fi
 fi
 if [ -n "${PORT:-}" ] && [ -z "${AME_PORT:-}" ]; then
     export AME_PORT="$PORT"
