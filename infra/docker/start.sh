@@ -22,12 +22,35 @@ if [ -n "${PORT:-}" ] && [ -z "${AME_PORT:-}" ]; then
     export AME_PORT="$PORT"
 fi
 
-ai-med-extract db upgrade
+# This shell is the container's PID 1 until it execs the server, and PID 1 ignores signals it has no
+# handler for: without one, `docker stop` during the migrations or the preload would wait for its
+# timeout and kill. The steps before serving run in the background, and SIGTERM/SIGINT end them.
+child=""
+stop_step() {
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    exit 143
+}
+trap stop_step TERM INT
+step() {  # COMMAND...: run it as a stoppable child; its exit status is the step's
+    "$@" &
+    child=$!
+    status=0
+    wait "$child" || status=$?
+    child=""
+    return "$status"
+}
+
+step ai-med-extract db upgrade
 
 if [ "${PRELOAD_GGUF:-false}" = "true" ]; then
     default_model="$(python -c 'import json,os; print(json.load(open(os.environ.get("AME_MODELS__CONFIG_PATH","models_config.json")))["default_model"])')"
-    ai-med-extract models load "$default_model" >/dev/null || echo "preloading $default_model failed; it loads on first use" >&2
+    step ai-med-extract models load "$default_model" >/dev/null || echo "preloading $default_model failed; it loads on first use" >&2
 fi
+
+trap - TERM INT  # the server handles them itself (graceful shutdown)
 
 if [ "${AME_BOOTSTRAP_KEY:-false}" = "true" ]; then
     exec ai-med-extract serve --no-upgrade --bootstrap-key "$@"

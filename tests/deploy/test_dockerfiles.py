@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -309,3 +310,35 @@ def test_start_script_gives_a_cpu_space_the_cpu_profile(tmp_path: Path) -> None:
     calls = _run_start(tmp_path, HF_SPACES="true", LLAMA_BACKEND="cpu")
     assert calls[-1].split(" | ")[0] == "serve --no-upgrade --no-bootstrap-key"
     assert "PROFILE=cpu " in calls[-1]
+
+
+def test_start_script_stops_on_sigterm_during_the_steps_before_serving(tmp_path: Path) -> None:
+    """PID 1 of the container is this shell until it execs the server: `docker stop` during a long
+    migration must end the migration and the container, not wait for the kill."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    started = tmp_path / "upgrade.pid"
+    fake = bin_dir / "ai-med-extract"
+    fake.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n'
+        f'if [ "$1" = db ]; then echo $$ > {started}.tmp && mv {started}.tmp {started}; exec sleep 300; fi\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    process = subprocess.Popen(["sh", str(START)], env=env, cwd=ROOT)
+    try:
+        for _ in range(600):  # until the migration step runs (polling, no time is asserted)
+            if started.exists() or process.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert started.exists(), "the stand-in migration never started"
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert returncode == 143
+    assert log.read_text().splitlines() == ["db upgrade"], "the server must not start after SIGTERM"
+    upgrade_pid = int(started.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(upgrade_pid, 0)
