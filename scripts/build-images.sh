@@ -11,7 +11,8 @@ Usage: scripts/build-images.sh [OPTIONS] [TARGET...]
 
 Build the Docker images of ai-med-extract with buildah on base images made locally from Debian's
 packages, start each one with podman and check it: /health/ready answers 200 and one text note
-uploaded with an API key is processed to the end. Needs root (debootstrap, buildah, podman).
+uploaded with an API key is processed to the end, and `podman stop` ends it with SIGTERM (no
+SIGKILL after 10 s). Needs root (debootstrap, buildah, podman).
 Repeatable: what exists already (tools, base images) is kept; the images are rebuilt.
 
 Targets (default: cpu):
@@ -340,6 +341,12 @@ assert "lisinopril" in names, f"medications found: {sorted(names)}"
 print("result: text as sent, name removed from the de-identified copy, medications", sorted(names))
 EOF
     echo "upload: job completed"
+    # docker stop / podman stop: SIGTERM, then SIGKILL after 10 s. Exit code 137 is the SIGKILL.
+    local stop_start=$SECONDS code
+    run "${PODMAN[@]}" stop -t 10 "$name" >/dev/null
+    code="$("${PODMAN[@]}" inspect -f '{{.State.ExitCode}}' "$name")"
+    echo "stop: exited $code after $((SECONDS - stop_start))s"
+    [ "$code" != 137 ] || { "${PODMAN[@]}" logs "$name" | tail -20; die "$image: SIGTERM did not stop it within 10 s"; }
     run "${PODMAN[@]}" rm -f -v "$name" >/dev/null  # -v: also the image's anonymous /models volume
     "${PODMAN[@]}" volume rm -f "$name-data" >/dev/null 2>&1 || true
 }
