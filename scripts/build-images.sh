@@ -11,13 +11,15 @@ Usage: scripts/build-images.sh [OPTIONS] [TARGET...]
 
 Build the Docker images of ai-med-extract with buildah on base images made locally from Debian's
 packages, start each one with podman and check it: /health/ready answers 200 and one text note
-uploaded with an API key is processed to the end. Needs root (debootstrap, buildah, podman).
+uploaded with an API key is processed to the end, and `podman stop` ends it with SIGTERM (no
+SIGKILL after 10 s). Needs root (debootstrap, buildah, podman).
 Repeatable: what exists already (tools, base images) is kept; the images are rebuilt.
 
 Targets (default: cpu):
   cpu       Dockerfile: the CPU service image          -> localhost/ai-med-extract:latest
-  spaces    Dockerfile.hf-spaces: the Hugging Face Space image, on a local CUDA base from Debian's
-            non-free nvidia-cuda-toolkit (long: llama.cpp's CUDA kernels compile in the image)
+  spaces    Dockerfile.hf-spaces: the Hugging Face Space image, llama.cpp for the CPU (free Space
+            hardware); with LLAMA_BACKEND=cuda on local CUDA bases from Debian's non-free
+            nvidia-cuda-toolkit (long: llama.cpp's CUDA kernels compile in the image)
                                                        -> localhost/ai-med-extract-spaces:latest
 
 Options:
@@ -38,7 +40,8 @@ Environment:
   NICE              niceness of the builds (default 10)
   SMOKE_PORT        host port the smoke test's service listens on (default 17860; host network)
   SMOKE_TIMEOUT     seconds to wait for readiness and for the upload's job (default 600)
-  LLAMA_CUDA_ARCHS  CUDA architectures for the spaces image (default: the Dockerfile's, 75 = T4)
+  LLAMA_BACKEND     llama.cpp backend of the spaces image: cpu (default) or cuda
+  LLAMA_CUDA_ARCHS  CUDA architectures for LLAMA_BACKEND=cuda (default: the Dockerfile's, 75 = T4)
 
 pip inside the builds gets the machine's own index settings (index-url, extra-index-url,
 find-links from `pip config list` and PIP_* variables); local directories among them (file://
@@ -51,6 +54,7 @@ WORK="${AME_IMAGES_WORK:-/var/tmp/ai-med-extract-images}"
 NICE="${NICE:-10}"
 SMOKE_PORT="${SMOKE_PORT:-17860}"
 SMOKE_TIMEOUT="${SMOKE_TIMEOUT:-600}"
+LLAMA_BACKEND="${LLAMA_BACKEND:-cpu}"
 SUITE=bookworm
 BASE_PYTHON=localhost/ame-base/python:3.11-bookworm
 BASE_CUDA_DEVEL=localhost/ame-base/cuda:11.8-devel-bookworm
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ ${#targets[@]} -eq 0 ] && targets=(cpu)
+case "$LLAMA_BACKEND" in cpu|cuda) ;; *) echo "LLAMA_BACKEND must be cpu or cuda" >&2; exit 2 ;; esac
 
 # -- helpers -------------------------------------------------------------------------------------
 say() { printf '\n== %s  %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -336,6 +341,12 @@ assert "lisinopril" in names, f"medications found: {sorted(names)}"
 print("result: text as sent, name removed from the de-identified copy, medications", sorted(names))
 EOF
     echo "upload: job completed"
+    # docker stop / podman stop: SIGTERM, then SIGKILL after 10 s. Exit code 137 is the SIGKILL.
+    local stop_start=$SECONDS code
+    run "${PODMAN[@]}" stop -t 10 "$name" >/dev/null
+    code="$("${PODMAN[@]}" inspect -f '{{.State.ExitCode}}' "$name")"
+    echo "stop: exited $code after $((SECONDS - stop_start))s"
+    [ "$code" != 137 ] || { "${PODMAN[@]}" logs "$name" | tail -20; die "$image: SIGTERM did not stop it within 10 s"; }
     run "${PODMAN[@]}" rm -f -v "$name" >/dev/null  # -v: also the image's anonymous /models volume
     "${PODMAN[@]}" volume rm -f "$name-data" >/dev/null 2>&1 || true
 }
@@ -347,13 +358,18 @@ for target in "${targets[@]}"; do
             [ "$smoke" -eq 1 ] && smoke_test cpu "$IMAGE_CPU"
             ;;
         spaces)
-            cuda_base "$BASE_CUDA_DEVEL" nvidia-cuda-toolkit python3.11-dev
-            cuda_base "$BASE_CUDA_RUNTIME" libcudart11.0 libcublas11 libcublaslt11
-            archs=()
-            [ -n "${LLAMA_CUDA_ARCHS:-}" ] && archs=(--build-arg "CUDA_ARCHITECTURES=$LLAMA_CUDA_ARCHS")
+            backend=(--build-arg "LLAMA_BACKEND=$LLAMA_BACKEND")
+            if [ "$LLAMA_BACKEND" = cuda ]; then
+                cuda_base "$BASE_CUDA_DEVEL" nvidia-cuda-toolkit python3.11-dev
+                cuda_base "$BASE_CUDA_RUNTIME" libcudart11.0 libcublas11 libcublaslt11
+                build_base="$BASE_CUDA_DEVEL" runtime_base="$BASE_CUDA_RUNTIME"
+                [ -n "${LLAMA_CUDA_ARCHS:-}" ] && backend+=(--build-arg "CUDA_ARCHITECTURES=$LLAMA_CUDA_ARCHS")
+            else
+                build_base="$BASE_PYTHON" runtime_base="$BASE_PYTHON"
+            fi
             # The hub is not reachable here: no model preloading into the image.
-            build Dockerfile.hf-spaces "$IMAGE_SPACES" --build-arg "BUILD_IMAGE=$BASE_CUDA_DEVEL" \
-                --build-arg "RUNTIME_IMAGE=$BASE_CUDA_RUNTIME" --build-arg PRELOAD_GGUF=false "${archs[@]}"
+            build Dockerfile.hf-spaces "$IMAGE_SPACES" --build-arg "BUILD_IMAGE=$build_base" \
+                --build-arg "RUNTIME_IMAGE=$runtime_base" --build-arg PRELOAD_GGUF=false "${backend[@]}"
             [ "$smoke" -eq 1 ] && smoke_test spaces "$IMAGE_SPACES" -e PRELOAD_GGUF=false
             ;;
     esac

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -104,11 +105,12 @@ def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_huggingface_space_config_builds_the_spaces_image_on_a_t4_with_the_documented_env() -> None:
+def test_huggingface_space_config_builds_the_spaces_image_on_free_hardware_with_the_documented_env() -> None:
+    """The default build is llama.cpp for the CPU (free hardware); LLAMA_BACKEND=cuda is the T4 build."""
     config = yaml.safe_load((ROOT / ".huggingface.yaml").read_text())
     assert config["sdk"] == "docker"
     assert config["build"]["dockerfile"] == "Dockerfile.hf-spaces"
-    assert config["hardware"]["gpu"] == "t4-medium"
+    assert config["hardware"] == {"cpu": "cpu-basic"}
     assert config["app_port"] == 7860
     names = {entry.split("=", 1)[0] for entry in config["env"]}
     assert {"SPACE_ID", "HF_HOME", "TORCH_HOME", "MODEL_CACHE_DIR", "PRELOAD_GGUF", "HF_SPACES"} <= names
@@ -118,6 +120,13 @@ def test_huggingface_space_config_builds_the_spaces_image_on_a_t4_with_the_docum
         if not value.startswith("$"):
             assert f"{name}={value}" in spaces, f"{entry} differs from Dockerfile.hf-spaces"
     assert "-DGGML_CUDA=on" in spaces
+    defaults = {
+        item["value"].split("=", 1)[0]: item["value"].split("=", 1)[1]
+        for item in dockerfile_parser(ROOT / "Dockerfile.hf-spaces").structure
+        if item["instruction"] == "ARG" and "=" in item["value"]
+    }
+    assert defaults["LLAMA_BACKEND"] == "cpu"
+    assert defaults["BUILD_IMAGE"] == defaults["RUNTIME_IMAGE"] == "python:3.11-slim-bookworm"
 
 
 BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
@@ -202,15 +211,40 @@ def test_the_build_tools_list_stays_out_of_the_images_and_make_setup() -> None:
     assert ("apt", "apt-packages-images.txt") not in makefile_steps(ROOT / "Makefile")
 
 
-def test_spaces_image_builds_llama_cpp_with_cuda_once_before_the_lock_is_installed() -> None:
-    """Built after the lock, llama-cpp-python would compile twice (CPU, then CUDA with --force-reinstall)."""
+def test_spaces_image_builds_llama_cpp_for_its_backend_once_before_the_lock_is_installed() -> None:
+    """Built after the lock, llama-cpp-python would compile twice (the lock's, then the backend's with
+    --force-reinstall). The CPU build is portable (GGML_NATIVE=off): a Space is built on one machine
+    and run on another."""
     structure = dockerfile_parser(ROOT / "Dockerfile.hf-spaces").structure
     runs = [item["value"] for item in structure if item["instruction"] == "RUN"]
     lock_step = ("pip", "--no-deps", "-r requirements.txt")
-    cuda = next(i for i, run in enumerate(runs) if "-DGGML_CUDA=on" in run)
+    llama = next(i for i, run in enumerate(runs) if "-DGGML_CUDA=on" in run)
     lock = next(i for i, run in enumerate(runs) if lock_step in parse_command(run))
-    assert cuda < lock
-    assert "--force-reinstall" not in runs[cuda] and "--no-binary llama-cpp-python" in runs[cuda]
+    assert llama < lock
+    assert "--force-reinstall" not in runs[llama] and "--no-binary llama-cpp-python" in runs[llama]
+    assert "LLAMA_BACKEND" in runs[llama] and "-DGGML_NATIVE=off" in runs[llama]
+
+
+def test_spaces_image_refuses_an_unknown_llama_backend_and_builds_each_known_one(tmp_path: Path) -> None:
+    """The llama.cpp step's shell, run with a stand-in pip: the CMake flags per backend, exit 2 otherwise."""
+    structure = dockerfile_parser(ROOT / "Dockerfile.hf-spaces").structure
+    step = next(item["value"] for item in structure if item["instruction"] == "RUN" and "LLAMA_BACKEND" in item["value"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pip").write_text('#!/bin/sh\necho "CMAKE_ARGS=$CMAKE_ARGS $*"\n')
+    (bin_dir / "pip").chmod(0o755)
+    (tmp_path / "requirements.txt").write_text((ROOT / "requirements.txt").read_text())
+
+    def run(backend: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "LLAMA_BACKEND": backend, "CUDA_ARCHITECTURES": "75"}
+        return subprocess.run(["bash", "-o", "pipefail", "-c", step], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+
+    cpu, cuda, bad = run("cpu"), run("cuda"), run("rocm")
+    assert cpu.returncode == 0 and "CMAKE_ARGS=-DGGML_NATIVE=off install" in cpu.stdout, cpu
+    assert cuda.returncode == 0 and "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=75" in cuda.stdout, cuda
+    assert "--no-binary llama-cpp-python llama-cpp-python==" in cpu.stdout + cuda.stdout
+    assert bad.returncode == 2 and "LLAMA_BACKEND must be cpu or cuda" in bad.stderr and not bad.stdout
 
 
 def test_parser_reads_the_usual_spellings_of_an_install_step() -> None:
@@ -263,10 +297,48 @@ def test_start_script_migrates_the_database_before_serving(tmp_path: Path) -> No
 def test_start_script_maps_the_spaces_variables_and_preloads_the_default_model(tmp_path: Path) -> None:
     calls = _run_start(
         tmp_path, HF_SPACES="true", MODEL_CACHE_DIR="/app/models", PORT="7860", PRELOAD_GGUF="true",
-        AME_BOOTSTRAP_KEY="true",
+        AME_BOOTSTRAP_KEY="true", LLAMA_BACKEND="cuda",
     )  # fmt: skip
     commands = [c.split(" | ")[0] for c in calls]
     assert commands[0] == "db upgrade"
     assert commands[1].startswith("models load ")
     assert commands[2] == "serve --no-upgrade --bootstrap-key"
     assert calls[-1].endswith("AME_PORT=7860 PROFILE=t4 CACHE=/app/models")
+
+
+def test_start_script_gives_a_cpu_space_the_cpu_profile(tmp_path: Path) -> None:
+    calls = _run_start(tmp_path, HF_SPACES="true", LLAMA_BACKEND="cpu")
+    assert calls[-1].split(" | ")[0] == "serve --no-upgrade --no-bootstrap-key"
+    assert "PROFILE=cpu " in calls[-1]
+
+
+def test_start_script_stops_on_sigterm_during_the_steps_before_serving(tmp_path: Path) -> None:
+    """PID 1 of the container is this shell until it execs the server: `docker stop` during a long
+    migration must end the migration and the container, not wait for the kill."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    started = tmp_path / "upgrade.pid"
+    fake = bin_dir / "ai-med-extract"
+    fake.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n'
+        f'if [ "$1" = db ]; then echo $$ > {started}.tmp && mv {started}.tmp {started}; exec sleep 300; fi\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    process = subprocess.Popen(["sh", str(START)], env=env, cwd=ROOT)
+    try:
+        for _ in range(600):  # until the migration step runs (polling, no time is asserted)
+            if started.exists() or process.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert started.exists(), "the stand-in migration never started"
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert returncode == 143
+    assert log.read_text().splitlines() == ["db upgrade"], "the server must not start after SIGTERM"
+    upgrade_pid = int(started.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(upgrade_pid, 0)
