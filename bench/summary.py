@@ -46,8 +46,8 @@ from ai_med_extract.agents.summary import PatientSummaryAgent, SummaryCache, Sum
 from ai_med_extract.agents.summary.facts import Fact, FactKind, PatientRecord  # noqa: E402
 from ai_med_extract.agents.summary.generation import SYSTEM, visit_blocks  # noqa: E402
 from ai_med_extract.agents.summary.grounding import GroundingIndex, ground_text  # noqa: E402
-from ai_med_extract.agents.summary.lexicon import DrugDictionary  # noqa: E402
-from ai_med_extract.agents.summary.models import GroundingReport, PatientSummary  # noqa: E402
+from ai_med_extract.agents.summary.mentions import DrugDictionary  # noqa: E402
+from ai_med_extract.agents.summary.output import GroundingReport, PatientSummary  # noqa: E402
 from ai_med_extract.agents.summary.text_facts import read_notes  # noqa: E402
 from ai_med_extract.config import ModelSettings, SummarySettings  # noqa: E402
 from ai_med_extract.inference.catalogue import Catalogue, ModelType  # noqa: E402

@@ -149,7 +149,7 @@ async def test_a_full_queue_answers_503_with_retry_after_and_writes_no_job(setti
         assert int(response.headers["retry-after"]) >= 1
         from sqlalchemy import func, select
 
-        from ai_med_extract.db.models import Job
+        from ai_med_extract.db.tables import Job
 
         async with client.app.state.services.sessionmaker() as session:
             assert (await session.execute(select(func.count()).select_from(Job))).scalar_one() == 2

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select
 
 from ai_med_extract.db.medical import MedicalRecord, MedicalRecordVersion
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from tests.support import wait_for_job
 
 NOTE = (

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import AuditLog
 from ai_med_extract.db.phi import PhiMapping
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.role import Role
 from tests.support import running_app, wait_for_job
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ai_med_extract.agents.summary import PatientSummaryAgent
 from ai_med_extract.agents.summary.job import SummaryJob
 from ai_med_extract.config import ModelSettings, SummarySettings
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.inference.catalogue import Catalogue
 from ai_med_extract.inference.pool import ModelPool
 from tests.agents.summary.synthetic import make_bundle

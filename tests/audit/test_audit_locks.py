@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from ai_med_extract.audit.trail import verify_chain
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.inference import pool as pool_module
 from ai_med_extract.inference.backends.base import GenerationCancelled
 from ai_med_extract.inference.backends.fallback import FallbackBackend

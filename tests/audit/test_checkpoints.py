@@ -18,8 +18,8 @@ from ai_med_extract.audit.checkpoint import write_checkpoint
 from ai_med_extract.audit.trail import verify_chain
 from ai_med_extract.cli import app as cli_app
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import AuditLog
 from ai_med_extract.db.roles import grant_service_role
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.keyring import Keyring
 from tests.conftest import TEST_SECRET
 from tests.support import running_app, wait_for_job

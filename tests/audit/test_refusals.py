@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ai_med_extract.audit.refusals import RefusalSampler
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from tests.support import running_app
 
 MISSING_JOB = "/job/00000000-0000-0000-0000-000000000000"

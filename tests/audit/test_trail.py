@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ai_med_extract.audit.trail import verify_chain
 from ai_med_extract.cli import app as cli_app
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.keyring import Keyring
 from tests.conftest import TEST_SECRET
 from tests.support import wait_for_job

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.inference.pool import ModelPool
 from tests.inference.conftest import gguf_entry
 from tests.support import parse_sse, running_app

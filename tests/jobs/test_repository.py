@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from ai_med_extract.db.base import utcnow
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
-from ai_med_extract.db.models import Job, JobEvent
+from ai_med_extract.db.tables import Job, JobEvent
 from ai_med_extract.jobs.repository import IncomingFile, JobRepository
 from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.storage.cipher import Cipher

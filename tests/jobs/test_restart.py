@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ai_med_extract.db.engine import create_engine, create_sessionmaker
-from ai_med_extract.db.models import Job
+from ai_med_extract.db.tables import Job
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_SECRET
 from tests.support import free_port, running_app, wait_for_job
 

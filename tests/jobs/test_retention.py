@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from ai_med_extract.db.base import utcnow
-from ai_med_extract.db.models import Job
+from ai_med_extract.db.tables import Job
 from tests.support import running_app, wait_for_job
 
 

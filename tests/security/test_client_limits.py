@@ -15,7 +15,7 @@ from limits import RateLimitItemPerSecond
 from sqlalchemy import select
 
 from ai_med_extract.config import RateLimitSettings
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.clients import resolve_client
 from ai_med_extract.security.ratelimit import BoundedMemoryStorage, RateLimiter
 from ai_med_extract.security.role import Role

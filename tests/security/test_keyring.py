@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ai_med_extract.audit.trail import AuditEntry, AuditTrail
 from ai_med_extract.cli import app as cli_app
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import ApiKey, AuditLog
+from ai_med_extract.db.tables import ApiKey, AuditLog
 from ai_med_extract.security.keyring import Key, Keyring, Purpose, derive, fingerprint
 from ai_med_extract.security.keys import KEY_PREFIX, KeyService
 from ai_med_extract.security.role import Role

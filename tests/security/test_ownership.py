@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from ai_med_extract.commands.service import _with_session
 from ai_med_extract.config import Settings
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.keyring import Keyring
 from ai_med_extract.security.keys import KeyService
 from ai_med_extract.security.role import Role

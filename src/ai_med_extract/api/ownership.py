@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ai_med_extract.db.models import Document, Job
+from ai_med_extract.db.tables import Document, Job
 from ai_med_extract.errors import NotFound
 from ai_med_extract.security.access import Access, Action, Owner, authorize
 from ai_med_extract.security.keys import Principal

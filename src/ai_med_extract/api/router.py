@@ -2,14 +2,14 @@
 
 from fastapi import APIRouter
 
-from ai_med_extract.api.routes import audit, health, jobs, medical, models, phi, summary, transcribe, web
+from ai_med_extract.api.routes import audit, health, jobs, llm, medical, phi, summary, transcribe, web
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(jobs.router)
 api_router.include_router(phi.router)
 api_router.include_router(medical.router)
-api_router.include_router(models.router)
+api_router.include_router(llm.router)
 api_router.include_router(summary.router)
 api_router.include_router(transcribe.router)
 api_router.include_router(audit.router)

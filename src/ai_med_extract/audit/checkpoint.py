@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import utcnow
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.keyring import Key, Keyring, Purpose, hmac_hex
 
 logger = logging.getLogger(__name__)

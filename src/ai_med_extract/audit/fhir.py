@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import as_utc
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 
 _DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 _ACTION_CODES = {  # AuditEvent.action: C R U D E

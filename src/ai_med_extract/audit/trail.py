@@ -24,7 +24,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import as_utc, utcnow
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 from ai_med_extract.security.keyring import Key, Keyring, Purpose, hmac_hex
 
 GENESIS = "0" * 64

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ai_med_extract.db.models import JobEvent
+from ai_med_extract.db.tables import JobEvent
 from ai_med_extract.jobs.repository import CANCEL_CHANNEL, EVENTS_CHANNEL
 from ai_med_extract.observability.logs import log_exception
 from ai_med_extract.security.keys import KEYS_CHANNEL

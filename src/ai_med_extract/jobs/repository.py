@@ -33,7 +33,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ai_med_extract.db.base import as_utc, utcnow
-from ai_med_extract.db.models import Document, Job, JobEvent
+from ai_med_extract.db.tables import Document, Job, JobEvent
 from ai_med_extract.errors import NotFound
 from ai_med_extract.jobs.status import JobStatus
 from ai_med_extract.observability import metrics

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.config import JobSettings, UploadSettings
 from ai_med_extract.db.base import as_utc
-from ai_med_extract.db.models import Document, Job
+from ai_med_extract.db.tables import Document, Job
 from ai_med_extract.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from ai_med_extract.jobs.events import JobEvents
 from ai_med_extract.jobs.repository import IncomingFile, JobRepository

@@ -37,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import utcnow
-from ai_med_extract.db.models import KeyVersion
+from ai_med_extract.db.tables import KeyVersion
 
 if TYPE_CHECKING:
     from ai_med_extract.config import Settings

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai_med_extract.db.base import utcnow
-from ai_med_extract.db.models import ApiKey
+from ai_med_extract.db.tables import ApiKey
 from ai_med_extract.security.keyring import Key, Keyring, Purpose, hmac_hex
 from ai_med_extract.security.role import Role
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ai_med_extract.agents.medical.extractor import MedicalExtractor
-from ai_med_extract.agents.summary.lexicon import DrugDictionary
+from ai_med_extract.agents.summary.mentions import DrugDictionary
 from ai_med_extract.config import ModelSettings
 from ai_med_extract.inference.catalogue import Catalogue
 from ai_med_extract.inference.pool import ModelPool

@@ -11,8 +11,8 @@ from ai_med_extract.agents.summary import PatientSummaryAgent, SummaryCache, Sum
 from ai_med_extract.agents.summary.generation import Generator
 from ai_med_extract.agents.summary.grounding import GroundingIndex, ground_text
 from ai_med_extract.agents.summary.inputs import load_record
-from ai_med_extract.agents.summary.lexicon import DrugDictionary
-from ai_med_extract.agents.summary.models import GroundingReport
+from ai_med_extract.agents.summary.mentions import DrugDictionary
+from ai_med_extract.agents.summary.output import GroundingReport
 from ai_med_extract.agents.summary.text_facts import read_notes
 from ai_med_extract.config import SummarySettings
 from ai_med_extract.inference.pool import ModelPool

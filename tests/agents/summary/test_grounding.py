@@ -7,8 +7,8 @@ from datetime import date
 from ai_med_extract.agents.summary import load_record
 from ai_med_extract.agents.summary.grounding import GroundingIndex, ground_text
 from ai_med_extract.agents.summary.guidelines import evaluate
-from ai_med_extract.agents.summary.lexicon import DrugDictionary
-from ai_med_extract.agents.summary.models import GroundingReport
+from ai_med_extract.agents.summary.mentions import DrugDictionary
+from ai_med_extract.agents.summary.output import GroundingReport
 from tests.agents.summary.test_inputs import PATIENT_MODEL
 
 

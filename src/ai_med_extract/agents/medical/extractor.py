@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import PayloadTooLarge
 from .chunking import chunk_spans
-from .context import ClinicalContext
+from .clinical_context import ClinicalContext
 from .rules import Candidate, RuleDetectors, _overlaps
 from .schema import (
     Allergy,

@@ -356,7 +356,7 @@ class NameFinder:
         before = text[line_start : cand[-1].start].strip()
         signature_line = before == "" and len(rest) <= 12
         # "per ... RN": only the words that carry name evidence, nearest first
-        taken = []
+        taken: list[Token] = []
         for ci, c in enumerate(cand):
             initial = len(c.low) == 1 and text[c.end : c.end + 1] == "."
             after_first = ci + 1 < len(cand) and cand[ci + 1].low in self.lx.first_names

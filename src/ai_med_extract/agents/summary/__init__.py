@@ -4,7 +4,7 @@ from .agent import TEMPLATE_MODEL, PatientSummaryAgent, SummaryOptions
 from .cache import SummaryCache, cache_key
 from .facts import Fact, FactKind, InputKind, PatientRecord
 from .inputs import load_record
-from .models import PatientSummary, SoapNote
+from .output import PatientSummary, SoapNote
 
 __all__ = [
     "TEMPLATE_MODEL",

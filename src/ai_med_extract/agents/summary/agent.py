@@ -21,8 +21,8 @@ from .generation import Generator, TextModel, compact_digest
 from .grounding import GroundingIndex, GroundingMode, ground_text
 from .guidelines import evaluate
 from .inputs import load_record
-from .lexicon import DrugDictionary
-from .models import GenerationInfo, GroundingReport, PatientSummary, Section, Statement
+from .mentions import DrugDictionary
+from .output import GenerationInfo, GroundingReport, PatientSummary, Section, Statement
 from .render import render_markdown
 from .template import build_sections
 from .text_facts import ClinicalReader, drug_dictionary, read_notes

@@ -7,7 +7,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from .models import PatientSummary
+from .output import PatientSummary
 
 
 def cache_key(payload: Any, model: str | None, options: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ai_med_extract.inference.types import ChatMessage, GenerationRequest, GenerationResult
 
 from .facts import Fact, FactKind, PatientRecord
-from .models import Section, Statement
+from .output import Section, Statement
 from .template import visits
 
 T = TypeVar("T")

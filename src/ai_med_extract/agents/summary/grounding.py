@@ -26,7 +26,7 @@ from datetime import date
 from typing import Literal
 
 from .facts import Fact, FactKind, PatientRecord
-from .lexicon import (
+from .mentions import (
     DrugDictionary,
     find_dates,
     find_diagnoses,
@@ -35,7 +35,7 @@ from .lexicon import (
     sentences,
     strip_spans,
 )
-from .models import GroundingReport, GuidelineCheck, Statement
+from .output import GroundingReport, GuidelineCheck, Statement
 from .template import MAX_ITEMS_PER_VISIT, age_on, visits
 
 GroundingMode = Literal["remove", "flag"]

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from .facts import Fact, FactKind, PatientRecord, fmt_number
-from .lexicon import DrugDictionary
-from .models import GuidelineCheck
+from .mentions import DrugDictionary
+from .output import GuidelineCheck
 
 ACTIVE_STATUSES = {"active", "recurrence", "relapse", "recorded", "mentioned", None}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .facts import fmt_number
-from .models import Section, Statement, Trend
+from .output import Section, Statement, Trend
 
 
 def _statement(s: Statement) -> str:

@@ -28,8 +28,8 @@ from .agent import (
 )
 from .facts import FactKind, InputKind, PatientRecord, SourceRef
 from .grounding import GroundingIndex, GroundingMode, ground_text
-from .lexicon import find_measurements, sentences
-from .models import GenerationInfo, GroundingReport, Section, SoapNote, Statement
+from .mentions import find_measurements, sentences
+from .output import GenerationInfo, GroundingReport, Section, SoapNote, Statement
 from .render import render_markdown
 from .text_facts import add_note, read_notes
 

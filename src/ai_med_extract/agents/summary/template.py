@@ -13,7 +13,7 @@ from datetime import date
 
 from .concepts import BY_KEY
 from .facts import Fact, FactKind, PatientRecord, fmt_number
-from .models import GuidelineCheck, Section, Statement, Trend
+from .output import GuidelineCheck, Section, Statement, Trend
 
 RESOLVED = {"resolved", "inactive", "remission", "entered-in-error", "refuted"}
 MED_CURRENT = {"active", "on-hold", "draft", "recorded", "mentioned", None}

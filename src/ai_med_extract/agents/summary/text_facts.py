@@ -17,7 +17,7 @@ from typing import Protocol
 
 from .concepts import BY_KEY, condition_concept
 from .facts import Fact, FactKind, NoteText, PatientRecord, SourceRef
-from .lexicon import DrugDictionary, find_dates, find_measurements, sentences
+from .mentions import DrugDictionary, find_dates, find_measurements, sentences
 
 _drugs = DrugDictionary()
 

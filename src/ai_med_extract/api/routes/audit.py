@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ai_med_extract.api.deps import AdminDep, AuditDep, ServicesDep, SessionDep
 from ai_med_extract.audit.fhir import export_events
 from ai_med_extract.db.base import as_utc
-from ai_med_extract.db.models import AuditLog
+from ai_med_extract.db.tables import AuditLog
 
 router = APIRouter(tags=["audit"])
 
