@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from ai_med_extract.audit.trail import verify_chain
 from ai_med_extract.db.tables import AuditLog
-from ai_med_extract.inference import pool as pool_module
+from ai_med_extract.inference import residency as pool_module
 from ai_med_extract.inference.backends.base import GenerationCancelled
 from ai_med_extract.inference.backends.fallback import FallbackBackend
 from ai_med_extract.inference.catalogue import Catalogue, ModelType
